@@ -1,0 +1,567 @@
+"""Incremental, sans-I/O parsers for both directions of one connection.
+
+Follows the PostgreSQL documentation, chapter "Frontend/Backend Protocol":
+"Message Flow" (startup, SSL/GSSAPI negotiation, simple and extended query,
+COPY) and "Message Formats". Like h11, nothing here reads a socket:
+`StreamParser.receive_data` only buffers, `StreamParser.next_message`
+returns a message or `NEED_DATA`.
+
+The two directions share a `SessionState`, because what a byte means on one
+side depends on the other: the backend's one-byte answer to an SSLRequest,
+and which of PasswordMessage, SASLInitialResponse, SASLResponse or
+GSSResponse a frontend 'p' message is.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Final
+
+from ._backend import (
+    AUTH_CLASSES,
+    Authentication,
+    BackendKeyData,
+    BindComplete,
+    CloseComplete,
+    CommandComplete,
+    CopyBothResponse,
+    CopyInResponse,
+    CopyOutResponse,
+    DataRow,
+    EmptyQueryResponse,
+    ErrorResponse,
+    FunctionCallResponse,
+    NegotiateProtocolVersion,
+    NoData,
+    NoticeResponse,
+    NotificationResponse,
+    ParameterDescription,
+    ParameterStatus,
+    ParseComplete,
+    PortalSuspended,
+    ReadyForQuery,
+    RowDescription,
+)
+from ._base import MalformedMessage, Message
+from ._codes import (
+    CANCEL_REQUEST_CODE,
+    GSSENC_REQUEST_CODE,
+    MAX_MESSAGE_LENGTH,
+    MAX_STARTUP_PACKET_LENGTH,
+    SSL_REQUEST_CODE,
+)
+from ._frontend import (
+    Bind,
+    CancelRequest,
+    Close,
+    CopyData,
+    CopyDone,
+    CopyFail,
+    Describe,
+    Execute,
+    Flush,
+    FunctionCall,
+    GSSENCRequest,
+    GSSENCResponse,
+    GSSResponse,
+    Parse,
+    PasswordMessage,
+    Query,
+    SASLInitialResponse,
+    SASLResponse,
+    SSLRequest,
+    SSLResponse,
+    StartupMessage,
+    Sync,
+    Terminate,
+)
+from ._reader import BodyError, Reader, Span
+
+__all__ = [
+    "BACKEND_TYPES",
+    "FRONTEND_TYPES",
+    "NEED_DATA",
+    "ConnectionParser",
+    "NeedData",
+    "SessionState",
+    "StreamParser",
+    "decode_message",
+    "field_spans",
+]
+
+_I32 = struct.Struct("!i")
+_HDR = struct.Struct("!ci")
+
+#: Frontend message classes by type byte ('p' is resolved by the session state).
+FRONTEND_TYPES: Final[dict[bytes, type[Message]]] = {
+    c.type_code: c
+    for c in (Query, Parse, Bind, Describe, Execute, Close, Sync, Flush, Terminate,
+              CopyData, CopyDone, CopyFail, FunctionCall, PasswordMessage)
+}
+#: Backend message classes by type byte ('R' is resolved by its code field).
+BACKEND_TYPES: Final[dict[bytes, type[Message]]] = {
+    c.type_code: c
+    for c in (Authentication, ParameterStatus, BackendKeyData, ReadyForQuery, RowDescription,
+              DataRow, CommandComplete, EmptyQueryResponse, ErrorResponse, NoticeResponse,
+              ParseComplete, BindComplete, CloseComplete, ParameterDescription, NoData,
+              PortalSuspended, CopyInResponse, CopyOutResponse, CopyBothResponse, CopyData,
+              CopyDone, NotificationResponse, FunctionCallResponse, NegotiateProtocolVersion)
+}
+_TYPES = {"F": {t[0]: c for t, c in FRONTEND_TYPES.items()},
+          "B": {t[0]: c for t, c in BACKEND_TYPES.items()}}
+
+#: Messages whose length field has one right value (type byte excluded).
+_FIXED_LENGTH: Final[dict[str, dict[int, int]]] = {
+    "F": {ord("S"): 4, ord("H"): 4, ord("X"): 4, ord("c"): 4},
+    "B": {ord("Z"): 5, ord("I"): 4, ord("1"): 4, ord("2"): 4, ord("3"): 4, ord("n"): 4,
+          ord("s"): 4, ord("c"): 4},
+}
+#: The longest a message other than the data-carrying ones is believed to be
+#: when looking for a message boundary after garbage or a gap.
+_RESYNC_MAX_LENGTH = 16 * 1024 * 1024
+#: How many garbage bytes are scanned before they are reported, to bound memory.
+_MAX_SKIP_CHUNK = 64 * 1024
+#: How much of a malformed stretch a MalformedMessage keeps.
+_KEEP_MALFORMED = 4096
+
+
+class NeedData:
+    """The sentinel type of `NEED_DATA`: the parser needs more bytes."""
+
+    _instance: NeedData | None = None
+
+    def __new__(cls) -> NeedData:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+
+NEED_DATA: Final = NeedData()
+
+
+@dataclass
+class SessionState:
+    """What both directions of a connection need to know about each other.
+
+    Attributes:
+        frontend_startup: the frontend is still in the startup phase, where
+            packets have no type byte (StartupMessage, SSLRequest, ...).
+        pending_answers: one-byte answers the backend owes: "SSL" after an
+            SSLRequest, "GSS" after a GSSENCRequest.
+        auth_code: the code of the last Authentication* request, which says
+            what a frontend 'p' message is.
+        encrypted_from: per direction, the stream offset where TLS or GSSAPI
+            encryption starts; nothing from there on is decoded.
+        encrypted_by: "TLS" or "GSSAPI" once encryption has started.
+        encrypted_bytes: per direction, encrypted bytes seen.
+        startup_parameters: the StartupMessage's parameters.
+        parameters: the latest value of each ParameterStatus.
+    """
+
+    frontend_startup: bool = True
+    pending_answers: list[str] = field(default_factory=list)
+    auth_code: int | None = None
+    encrypted_from: dict[str, int] = field(default_factory=dict)
+    encrypted_by: str | None = None
+    encrypted_bytes: dict[str, int] = field(default_factory=lambda: {"F": 0, "B": 0})
+    startup_parameters: dict[str, str] = field(default_factory=dict)
+    parameters: dict[str, str] = field(default_factory=dict)
+
+
+def _frontend_p_class(state: SessionState) -> type[Message]:
+    code = state.auth_code
+    if code == 10:
+        return SASLInitialResponse
+    if code in (11, 12):
+        return SASLResponse
+    if code in (7, 8, 9):
+        return GSSResponse
+    return PasswordMessage
+
+
+def decode_message(
+    cls: type[Message], direction: str, offset: int, raw: bytes, spans: list[Span] | None = None
+) -> Message:
+    """Decode one complete message whose framing is known to be right.
+
+    Args:
+        cls: the message class (for 'R', `Authentication`: the code picks the subclass).
+        direction: "F" or "B".
+        offset: stream offset of the message's first byte.
+        raw: the message's bytes, type byte included.
+        spans: a list to receive the field spans, or None.
+
+    Returns:
+        The message, or a `MalformedMessage` when the body does not match its format.
+    """
+    typed = bool(cls.type_code)
+    body = 5 if typed else 4
+    if spans is not None:
+        if typed:
+            spans.append(Span(0, 1, "type", repr(chr(raw[0]))))
+        spans.append(Span(body - 4, body, "length", str(len(raw) - body + 4)))
+    if cls is Authentication and len(raw) >= 9:
+        (code,) = _I32.unpack_from(raw, 5)
+        cls = AUTH_CLASSES.get(code, Authentication)
+        if cls is Authentication:
+            return MalformedMessage(direction, offset, raw[:_KEEP_MALFORMED],
+                                    f"Authentication request with unknown code {code}",
+                                    offset + 5, len(raw))
+    r = Reader(raw, body, spans)
+    try:
+        kwargs = cls.read_body(r)
+        r.done()
+    except BodyError as exc:
+        return MalformedMessage(direction, offset, raw[:_KEEP_MALFORMED],
+                                f"malformed {cls.name}: {exc.reason}", offset + exc.pos, len(raw))
+    return cls(direction, offset, raw, **kwargs)
+
+
+def field_spans(message: Message) -> list[Span]:
+    """The byte span of every field of ``message``, from its first byte.
+
+    Returns:
+        Spans covering ``message.raw`` exactly once; a malformed message is one span.
+    """
+    if isinstance(message, MalformedMessage):
+        return [Span(0, len(message.raw), "malformed", message.reason)]
+    if isinstance(message, SSLResponse | GSSENCResponse):
+        return [Span(0, 1, "answer", repr(message.answer))]
+    spans: list[Span] = []
+    decode_message(type(message), message.direction, message.offset, message.raw, spans)
+    return spans
+
+
+class StreamParser:
+    """Parses one direction of a connection, incrementally.
+
+    Args:
+        direction: "F" (frontend to backend) or "B" (backend to frontend).
+        state: the `SessionState` shared with the other direction's parser.
+    """
+
+    def __init__(self, direction: str, state: SessionState) -> None:
+        if direction not in ("F", "B"):
+            raise ValueError(f"direction must be 'F' or 'B', not {direction!r}")
+        self.direction = direction
+        self.state = state
+        self._buf = bytearray()
+        self._pos = 0
+        #: Stream offset of ``self._buf[self._pos]``.
+        self.offset = 0
+        self._types = _TYPES[direction]
+        self._resync_reason: str | None = None
+        self._resync_start = 0
+        self._resync_error = 0
+        self._skipped_head = b""
+        self._finished = False
+        #: Counters: messages decoded, malformed stretches, bytes skipped.
+        self.messages = 0
+        self.malformed = 0
+        self.bytes_skipped = 0
+
+    # ------------------------------------------------------------------ input
+
+    def receive_data(self, data: bytes) -> None:
+        """Append the next bytes of the stream (in order, nothing missing)."""
+        if self._pos > 65536 and self._pos * 2 > len(self._buf):
+            del self._buf[: self._pos]
+            self._pos = 0
+        self._buf += data
+
+    def receive_gap(self, length: int) -> None:
+        """Tell the parser that ``length`` bytes of the stream are missing here.
+
+        Whatever part of a message was buffered is given up, and the parser
+        looks for the next message boundary after the gap.
+        """
+        partial = len(self._buf) - self._pos
+        start = self.offset
+        reason = f"{length} bytes missing from the capture"
+        if self._resync_reason is not None:
+            start, partial = self._resync_start, partial + (self.offset - self._resync_start)
+            reason = f"{self._resync_reason}; then {reason}"
+        self._buf.clear()
+        self._pos = 0
+        self.offset += partial + length
+        if self.state.frontend_startup and self.direction == "F":
+            self.state.frontend_startup = False
+        self._resync_reason = reason
+        self._resync_start = start
+        self._resync_error = start + partial
+        self._skipped_head = b""
+
+    def finish(self) -> None:
+        """Tell the parser the stream has ended: `next_message` then reports leftovers."""
+        self._finished = True
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet returned as a message."""
+        return len(self._buf) - self._pos
+
+    # ----------------------------------------------------------------- output
+
+    def next_message(self) -> Message | NeedData:
+        """Return the next complete message, or `NEED_DATA`.
+
+        Malformed stretches come back as `MalformedMessage` (with the byte
+        offset of the problem); parsing goes on at the next message boundary.
+        """
+        st = self.state
+        d = self.direction
+        if d in st.encrypted_from:
+            if st.encrypted_from[d] < 0:
+                st.encrypted_from[d] = self.offset
+            n = len(self._buf) - self._pos
+            st.encrypted_bytes[d] += n
+            self.offset += n
+            self._buf.clear()
+            self._pos = 0
+            return NEED_DATA
+        if self._resync_reason is not None:
+            return self._resync()
+        avail = len(self._buf) - self._pos
+        if avail == 0:
+            return NEED_DATA
+        if d == "F" and st.frontend_startup:
+            return self._startup_packet(avail)
+        if d == "B" and st.pending_answers:
+            return self._one_byte_answer()
+        if avail < 5:
+            return self._short(avail)
+        t, length = _HDR.unpack_from(self._buf, self._pos)
+        tb = t[0]
+        cls = self._types.get(tb)
+        if cls is None:
+            return self._start_resync(f"unknown {d} message type {t!r}")
+        fixed = _FIXED_LENGTH[d].get(tb)
+        if length < 4 or length > MAX_MESSAGE_LENGTH or (fixed is not None and length != fixed):
+            return self._start_resync(f"{cls.name} with impossible length {length}")
+        if avail < length + 1:
+            return self._short(avail)
+        if cls is PasswordMessage:
+            cls = _frontend_p_class(st)
+        return self._emit(cls, length + 1)
+
+    def __iter__(self) -> StreamParser:
+        return self
+
+    def __next__(self) -> Message:
+        msg = self.next_message()
+        if isinstance(msg, NeedData):
+            raise StopIteration
+        return msg
+
+    # -------------------------------------------------------------- internals
+
+    def _take(self, n: int) -> tuple[int, bytes]:
+        pos = self._pos
+        raw = bytes(self._buf[pos : pos + n])
+        self._pos = pos + n
+        offset = self.offset
+        self.offset = offset + n
+        return offset, raw
+
+    def _emit(self, cls: type[Message], n: int) -> Message:
+        offset, raw = self._take(n)
+        msg = decode_message(cls, self.direction, offset, raw)
+        if isinstance(msg, MalformedMessage):
+            self.malformed += 1
+        else:
+            self.messages += 1
+            self._after(msg)
+        return msg
+
+    def _after(self, msg: Message) -> None:
+        st = self.state
+        if isinstance(msg, Authentication):
+            st.auth_code = msg.code
+        elif isinstance(msg, ParameterStatus):
+            st.parameters[msg.parameter] = msg.value
+        elif isinstance(msg, StartupMessage):
+            st.startup_parameters = dict(msg.parameters)
+
+    def _short(self, avail: int) -> Message | NeedData:
+        if not self._finished:
+            return NEED_DATA
+        offset, raw = self._take(avail)
+        self.malformed += 1
+        return MalformedMessage(self.direction, offset, raw[:_KEEP_MALFORMED],
+                                f"stream ends inside a message ({avail} bytes of it captured)",
+                                offset, avail)
+
+    def _startup_packet(self, avail: int) -> Message | NeedData:
+        st = self.state
+        buf, pos = self._buf, self._pos
+        if self.offset == 0 and buf[pos] == 0x16:
+            # PostgreSQL 17 direct TLS: a TLS ClientHello instead of a startup packet.
+            st.encrypted_from["F"] = self.offset
+            st.encrypted_from.setdefault("B", 0)
+            st.encrypted_by = "TLS"
+            return self.next_message()
+        if avail < 8:
+            return self._short(avail)
+        (length,) = _I32.unpack_from(buf, pos)
+        (code,) = _I32.unpack_from(buf, pos + 4)
+        if length < 8 or length > MAX_STARTUP_PACKET_LENGTH:
+            st.frontend_startup = False
+            return self._start_resync(f"startup packet with impossible length {length}")
+        cls: type[Message]
+        if code == SSL_REQUEST_CODE and length == 8:
+            cls = SSLRequest
+        elif code == GSSENC_REQUEST_CODE and length == 8:
+            cls = GSSENCRequest
+        elif code == CANCEL_REQUEST_CODE and 12 <= length <= 16 + 256:
+            cls = CancelRequest
+        elif code >> 16 == 3 and length >= 9:
+            cls = StartupMessage
+        else:
+            st.frontend_startup = False
+            return self._start_resync(
+                f"startup packet with unknown protocol version or request code {code:#010x}")
+        if avail < length:
+            return self._short(avail)
+        offset, raw = self._take(length)
+        msg = decode_message(cls, "F", offset, raw)
+        if isinstance(msg, MalformedMessage):
+            self.malformed += 1
+            return msg
+        self.messages += 1
+        if cls is SSLRequest:
+            st.pending_answers.append("SSL")
+        elif cls is GSSENCRequest:
+            st.pending_answers.append("GSS")
+        elif cls is StartupMessage:
+            st.frontend_startup = False
+            self._after(msg)
+        return msg
+
+    def _one_byte_answer(self) -> Message | NeedData:
+        st = self.state
+        kind = st.pending_answers[0]
+        b = self._buf[self._pos]
+        yes = ord("S") if kind == "SSL" else ord("G")
+        if b not in (yes, ord("N")):
+            # An old server answers an SSLRequest with an ErrorResponse: parse it as such.
+            st.pending_answers.pop(0)
+            return self.next_message()
+        st.pending_answers.pop(0)
+        offset, raw = self._take(1)
+        self.messages += 1
+        cls = SSLResponse if kind == "SSL" else GSSENCResponse
+        msg = cls("B", offset, raw, chr(b))
+        if b == yes:
+            st.encrypted_by = "TLS" if kind == "SSL" else "GSSAPI"
+            st.encrypted_from["B"] = self.offset
+            # The frontend's next byte (its TLS ClientHello) starts the encryption.
+            st.encrypted_from.setdefault("F", -1)
+        return msg
+
+    # ---------------------------------------------------------------- resync
+
+    def _start_resync(self, reason: str) -> Message | NeedData:
+        self._resync_reason = reason
+        self._resync_start = self.offset
+        self._resync_error = self.offset
+        self._skipped_head = b""
+        # Skip the byte that failed so the scan moves on.
+        self._skipped_head = bytes(self._buf[self._pos : self._pos + 1])
+        self._pos += 1
+        self.offset += 1
+        return self._resync()
+
+    def _plausible(self, pos: int) -> bool | None:
+        """Does a message header start at ``pos``? None: not enough bytes to tell."""
+        buf = self._buf
+        if pos + 5 > len(buf):
+            return None
+        tb = buf[pos]
+        if tb not in self._types:
+            return False
+        (length,) = _I32.unpack_from(buf, pos + 1)
+        fixed = _FIXED_LENGTH[self.direction].get(tb)
+        if fixed is not None:
+            return length == fixed and (tb != ord("Z") or buf[pos + 5 : pos + 6] in (b"I", b"T",
+                                                                                   b"E", b""))
+        return 4 <= length <= _RESYNC_MAX_LENGTH
+
+    def _resync(self) -> Message | NeedData:
+        buf = self._buf
+        end = len(buf)
+        start = pos = self._pos
+        found = False
+        while pos < end and pos - start < _MAX_SKIP_CHUNK:
+            ok = self._plausible(pos)
+            if ok is None:
+                break  # not enough bytes to tell
+            if ok:
+                (length,) = _I32.unpack_from(buf, pos + 1)
+                nxt = pos + 1 + length
+                following = self._plausible(nxt)
+                if following or (following is None and self._finished and nxt == end):
+                    found = True
+                    break
+                if following is None and not self._finished:
+                    break  # wait for the bytes that tell whether the next header is there
+            pos += 1
+        if found:
+            return self._flush_skipped(pos, final=True)
+        if self._finished and (pos >= end or self._plausible(pos) is None):
+            return self._flush_skipped(end, final=True)
+        return self._flush_skipped(pos, final=False)
+
+    def _flush_skipped(self, upto: int, *, final: bool) -> Message | NeedData:
+        n = upto - self._pos
+        if n > 0:
+            head_room = _KEEP_MALFORMED - len(self._skipped_head)
+            if head_room > 0:
+                self._skipped_head += bytes(self._buf[self._pos : self._pos + min(n, head_room)])
+            self._pos = upto
+            self.offset += n
+        if not final:
+            if self.offset - self._resync_start >= _MAX_SKIP_CHUNK:
+                return self._report_skipped(resumed=False)
+            return NEED_DATA
+        return self._report_skipped(resumed=True)
+
+    def _report_skipped(self, *, resumed: bool) -> Message:
+        start = self._resync_start
+        skipped = self.offset - start
+        reason = self._resync_reason or "garbage"
+        if resumed:
+            self._resync_reason = None
+            tail = f"skipped {skipped} bytes; decoding resumes at byte {self.offset}"
+        else:
+            self._resync_start = self.offset
+            tail = f"skipped {skipped} bytes, still looking for a message boundary"
+        msg = MalformedMessage(self.direction, start, self._skipped_head, f"{reason}; {tail}",
+                               self._resync_error, skipped)
+        self._resync_error = self.offset
+        self._skipped_head = b""
+        self.malformed += 1
+        self.bytes_skipped += skipped
+        return msg
+
+
+class ConnectionParser:
+    """The two `StreamParser` of one connection, sharing one `SessionState`.
+
+    Attributes:
+        state: the shared session state.
+        frontend: the parser of the frontend-to-backend stream ("F").
+        backend: the parser of the backend-to-frontend stream ("B").
+    """
+
+    def __init__(self) -> None:
+        self.state = SessionState()
+        self.frontend = StreamParser("F", self.state)
+        self.backend = StreamParser("B", self.state)
+
+    def parser(self, direction: str) -> StreamParser:
+        """The parser of ``direction`` ("F" or "B")."""
+        return self.frontend if direction == "F" else self.backend
