@@ -259,6 +259,8 @@ class StreamParser:
         self._resync_error = 0
         self._skipped_head = b""
         self._finished = False
+        #: Pending gaps: (index in the buffer where bytes are missing, how many).
+        self._gaps: list[tuple[int, int]] = []
         #: Counters: messages decoded, malformed stretches, bytes skipped.
         self.messages = 0
         self.malformed = 0
@@ -268,32 +270,47 @@ class StreamParser:
 
     def receive_data(self, data: bytes) -> None:
         """Append the next bytes of the stream (in order, nothing missing)."""
-        if self._pos > 65536 and self._pos * 2 > len(self._buf):
-            del self._buf[: self._pos]
+        pos = self._pos
+        if pos > 65536 and pos * 2 > len(self._buf):
+            del self._buf[:pos]
             self._pos = 0
+            self._gaps = [(at - pos, n) for at, n in self._gaps]
         self._buf += data
 
     def receive_gap(self, length: int) -> None:
         """Tell the parser that ``length`` bytes of the stream are missing here.
 
-        Whatever part of a message was buffered is given up, and the parser
-        looks for the next message boundary after the gap.
+        Complete messages received before the gap are still returned; the
+        message the gap cuts is given up (reported as a `MalformedMessage`),
+        and parsing resumes at the next message boundary after the gap.
         """
-        partial = len(self._buf) - self._pos
-        start = self.offset
+        if length > 0:
+            self._gaps.append((len(self._buf), length))
+
+    def _limit(self) -> int:
+        """Index in the buffer up to which bytes are contiguous."""
+        return self._gaps[0][0] if self._gaps else len(self._buf)
+
+    def _apply_gap(self) -> None:
+        """Drop the bytes before the first pending gap and jump over it."""
+        at, length = self._gaps.pop(0)
+        partial = at - self._pos
         reason = f"{length} bytes missing from the capture"
         if self._resync_reason is not None:
-            start, partial = self._resync_start, partial + (self.offset - self._resync_start)
             reason = f"{self._resync_reason}; then {reason}"
-        self._buf.clear()
-        self._pos = 0
+            head_room = _KEEP_MALFORMED - len(self._skipped_head)
+            keep = min(partial, max(0, head_room))
+            self._skipped_head += bytes(self._buf[self._pos : self._pos + keep])
+        else:
+            self._resync_start = self.offset
+            self._resync_error = self.offset + partial
+            self._skipped_head = bytes(self._buf[self._pos : self._pos + min(partial,
+                                                                           _KEEP_MALFORMED)])
+        self._pos = at
         self.offset += partial + length
-        if self.state.frontend_startup and self.direction == "F":
+        if self.direction == "F" and self.state.frontend_startup:
             self.state.frontend_startup = False
         self._resync_reason = reason
-        self._resync_start = start
-        self._resync_error = start + partial
-        self._skipped_head = b""
 
     def finish(self) -> None:
         """Tell the parser the stream has ended: `next_message` then reports leftovers."""
@@ -325,8 +342,11 @@ class StreamParser:
             return NEED_DATA
         if self._resync_reason is not None:
             return self._resync()
-        avail = len(self._buf) - self._pos
+        avail = self._limit() - self._pos
         if avail == 0:
+            if self._gaps:
+                self._apply_gap()
+                return self._resync()
             return NEED_DATA
         if d == "F" and st.frontend_startup:
             return self._startup_packet(avail)
@@ -387,6 +407,9 @@ class StreamParser:
             st.startup_parameters = dict(msg.parameters)
 
     def _short(self, avail: int) -> Message | NeedData:
+        if self._gaps:
+            self._apply_gap()
+            return self._resync()
         if not self._finished:
             return NEED_DATA
         offset, raw = self._take(avail)
@@ -478,7 +501,7 @@ class StreamParser:
     def _plausible(self, pos: int) -> bool | None:
         """Does a message header start at ``pos``? None: not enough bytes to tell."""
         buf = self._buf
-        if pos + 5 > len(buf):
+        if pos + 5 > self._limit():
             return None
         tb = buf[pos]
         if tb not in self._types:
@@ -492,7 +515,7 @@ class StreamParser:
 
     def _resync(self) -> Message | NeedData:
         buf = self._buf
-        end = len(buf)
+        end = self._limit()
         start = pos = self._pos
         found = False
         while pos < end and pos - start < _MAX_SKIP_CHUNK:
@@ -511,11 +534,15 @@ class StreamParser:
             pos += 1
         if found:
             return self._flush_skipped(pos, final=True)
+        if self._gaps and (pos >= end or self._plausible(pos) is None):
+            self._flush_skipped(end, final=False, report=False)
+            self._apply_gap()
+            return self._resync()
         if self._finished and (pos >= end or self._plausible(pos) is None):
             return self._flush_skipped(end, final=True)
         return self._flush_skipped(pos, final=False)
 
-    def _flush_skipped(self, upto: int, *, final: bool) -> Message | NeedData:
+    def _flush_skipped(self, upto: int, *, final: bool, report: bool = True) -> Message | NeedData:
         n = upto - self._pos
         if n > 0:
             head_room = _KEEP_MALFORMED - len(self._skipped_head)
@@ -523,6 +550,8 @@ class StreamParser:
                 self._skipped_head += bytes(self._buf[self._pos : self._pos + min(n, head_room)])
             self._pos = upto
             self.offset += n
+        if not report:
+            return NEED_DATA
         if not final:
             if self.offset - self._resync_start >= _MAX_SKIP_CHUNK:
                 return self._report_skipped(resumed=False)
