@@ -1,0 +1,295 @@
+"""The pgwire-inspect command line: parses options, calls the layers, reports errors.
+
+Library code raises `PgWireError` subclasses; only this module prints them,
+as one red line on stderr with a non-zero exit code (``--debug`` adds the
+traceback).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from . import __version__
+from .errors import CaptureError, PgWireError
+
+__all__ = ["cli", "main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Exit codes: 1 for a failure of the work asked for, 2 for bad input.
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def make_consoles(no_color: bool) -> tuple[Console, Console]:
+    """One console for output, one for errors (rich-cli's habit)."""
+    color = not no_color and "NO_COLOR" not in os.environ
+    out = Console(no_color=not color, highlight=False, soft_wrap=False)
+    err = Console(stderr=True, no_color=not color, highlight=False)
+    return out, err
+
+
+class Ctx:
+    """What every command shares: the consoles and the debug switch."""
+
+    def __init__(self, debug: bool, no_color: bool) -> None:
+        self.debug = debug
+        self.out, self.err = make_consoles(no_color)
+
+    def fail(self, exc: BaseException, code: int) -> None:
+        """Print one line for ``exc`` (and the traceback with --debug), exit with ``code``."""
+        if self.debug:
+            self.err.print(traceback.format_exc(), markup=False, highlight=False)
+        text = str(exc).strip().splitlines()
+        line = text[0] if text else type(exc).__name__
+        self.err.print("[bold red]error:[/] ", end="")
+        self.err.print(line, markup=False, style="red")
+        raise SystemExit(code)
+
+
+def guarded(fn: F) -> F:
+    """Turn library errors into one-line messages and exit codes."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx: Ctx = click.get_current_context().find_object(Ctx)  # type: ignore[assignment]
+        try:
+            return fn(*args, **kwargs)
+        except CaptureError as exc:
+            ctx.fail(exc, EXIT_BAD_INPUT)
+        except PgWireError as exc:
+            ctx.fail(exc, EXIT_FAILURE)
+        except KeyboardInterrupt:
+            ctx.err.print("[yellow]interrupted[/]")
+            raise SystemExit(EXIT_INTERRUPTED) from None
+        except BrokenPipeError:
+            sys.stderr.close()
+            raise SystemExit(EXIT_FAILURE) from None
+        except OSError as exc:
+            ctx.fail(exc, EXIT_FAILURE)
+        return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pgwire-inspect")
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+@click.option("--no-color", is_flag=True, help="No colors (NO_COLOR in the environment too).")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, no_color: bool) -> None:
+    """See what an ORM and PostgreSQL say to each other on the wire.
+
+    \b
+    pgwire-inspect demo                     run the built-in ORM demo, captured live
+    pgwire-inspect query app.queries:load   run your own ORM function, captured live
+    pgwire-inspect read capture.pcap        decode a saved pcap/pcapng capture
+    """
+    ctx.obj = Ctx(debug, no_color)
+
+
+# ------------------------------------------------------------------ read
+
+
+@cli.command()
+@click.argument("capture", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--port", "ports", type=int, multiple=True,
+              help="PostgreSQL server port to decode (default 5432; repeat for several).")
+@click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table",
+              show_default=True, help="Tables for people, JSON lines for scripts.")
+@click.option("--rows", type=int, default=5, show_default=True,
+              help="DataRows shown per result (the last one is shown too).")
+@click.option("--dsn", help="Resolve table and type OIDs to names from this server's catalog.")
+@click.pass_obj
+@guarded
+def read(ctx: Ctx, capture: str, ports: tuple[int, ...], fmt: str, rows: int,
+         dsn: str | None) -> None:
+    """Decode a saved capture (pcap or pcapng, as tcpdump and Wireshark write them).
+
+    \b
+    Example:
+      pgwire-inspect read session.pcapng --port 5433
+      pgwire-inspect read session.pcap --format jsonl | jq .type
+    """
+    from .capture import open_capture
+    from .decode import decode_frames
+    from .render.capture_view import render_capture
+
+    source = sys.stdin.buffer if capture == "-" else capture
+    cap = open_capture(source)
+    port_set = ports or (5432,)
+    if fmt == "jsonl":
+        from .render.jsonl import JsonLinesWriter
+
+        writer = JsonLinesWriter(sys.stdout)
+        decoded = decode_frames(cap, ports=port_set, keep_messages=False, emit=writer.message)
+    else:
+        decoded = decode_frames(cap, ports=port_set)
+        catalog = _catalog_for(dsn, decoded) if dsn else None
+        render_capture(ctx.out, decoded, rows=rows, catalog=catalog)
+    for problem in list(getattr(cap, "problems", [])) + decoded.problems:
+        ctx.err.print(f"[yellow]warning:[/] {problem}", highlight=False)
+    for reason, count in decoded.skipped.items():
+        ctx.err.print(f"[yellow]warning:[/] {count} frame(s) skipped: {reason}")
+    if not decoded.connections:
+        ctx.err.print(f"[yellow]no TCP connection on port {', '.join(map(str, port_set))} "
+                      f"in {decoded.frames} frames[/] (--port chooses another port)")
+
+
+def _catalog_for(dsn: str, decoded: Any) -> Any:
+    from .catalog import load_catalog
+
+    tables: set[int] = set()
+    types: set[int] = set()
+    for conn in decoded.connections:
+        for q in conn.queries:
+            for r in q.results:
+                for c in r.columns:
+                    if c.table_oid:
+                        tables.add(c.table_oid)
+                    if c.type_oid >= 16384:
+                        types.add(c.type_oid)
+    return load_catalog(dsn, table_oids=tables, type_oids=types)
+
+
+# ------------------------------------------------------------ demo, query
+
+
+def live_options(fn: F) -> F:
+    """The options shared by `demo` and `query`."""
+    opts = [
+        click.option("--dsn", envvar="DATABASE_URL", default=DEFAULT_DSN, show_default=True,
+                     help="The PostgreSQL server (also DATABASE_URL). Connected to over TCP "
+                          "with sslmode=disable, so the traffic can be decoded."),
+        click.option("--driver", type=click.Choice(["psycopg2", "psycopg"]), default="psycopg2",
+                     show_default=True, help="The DBAPI driver SQLAlchemy uses."),
+        click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table",
+                     show_default=True, help="Tables for people, JSON lines for scripts."),
+        click.option("--all", "show_all", is_flag=True,
+                     help="Show the startup phase and SQLAlchemy's set-up queries in full."),
+        click.option("--rows", type=int, default=10, show_default=True,
+                     help="DataRows shown per result."),
+        click.option("--write-pcap", type=click.Path(dir_okay=False),
+                     help="Save the captured frames as a pcap file (Wireshark opens it)."),
+        click.option("--iface", help="Interface to capture on (default: the one that reaches "
+                                     "the server; the loopback interface for 127.0.0.1)."),
+        click.option("--connect-timeout", type=float, default=10, show_default=True,
+                     help="Seconds to wait for the server."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def _run_and_show(ctx: Ctx, program_of: Callable[[], Any], *, dsn: str, driver: str, fmt: str,
+                  show_all: bool, rows: int, write_pcap: str | None, iface: str | None,
+                  connect_timeout: float, seed_demo: bool) -> None:
+    from .linking import link_run
+    from .live import run_live
+    from .orm import ensure_demo_data, prepare_url
+    from .render.jsonl import JsonLinesWriter
+    from .render.orm_view import render_orm_run, write_instances
+
+    url = prepare_url(dsn, driver)
+    program = program_of()
+    for notice in url.notices:
+        ctx.err.print(f"[yellow]note:[/] {notice}", highlight=False)
+    if seed_demo:
+        ensure_demo_data(url)
+    result = run_live(url, program, iface=iface, connect_timeout=connect_timeout)
+    for notice in result.notices[len(url.notices):]:
+        ctx.err.print(f"[yellow]note:[/] {notice}", highlight=False)
+    if write_pcap:
+        from .capture import write_pcap as save
+
+        n = save(write_pcap, result.frames)
+        ctx.err.print(f"wrote {n} frames to {write_pcap} (it holds whatever was on the wire)",
+                      highlight=False)
+    linked = link_run(result.run, result.connection)
+    if fmt == "jsonl":
+        writer = JsonLinesWriter(sys.stdout)
+        conn = result.connection
+        if conn is not None:
+            for wm in conn.messages:
+                writer.message(wm, conn)
+        write_instances(writer, linked)
+    else:
+        catalog = None
+        if result.connection is not None:
+            try:
+                catalog = _catalog_for(str(url.url.set(drivername="postgresql")
+                                           .render_as_string(hide_password=False)),
+                                       result.decoded)
+            except PgWireError as exc:
+                ctx.err.print(f"[yellow]note:[/] no catalog names: {exc}", highlight=False)
+        render_orm_run(ctx.out, linked, rows=rows, show_all=show_all, catalog=catalog)
+    failed = [s for s in result.run.steps if s.error]
+    if failed:
+        raise PgWireError(f"step {failed[0].index + 1} failed: {failed[0].error}")
+
+
+@cli.command()
+@live_options
+@click.pass_obj
+@guarded
+def demo(ctx: Ctx, dsn: str, driver: str, fmt: str, show_all: bool, rows: int,
+         write_pcap: str | None, iface: str | None, connect_timeout: float) -> None:
+    """Run the built-in ORM demo against a real server, captured live.
+
+    Creates (if missing) a `users` table with two rows, then runs
+    session.query(User).filter(...).first(), session.get(User, 1) and
+    select(User) on a fresh connection, and shows each DataRow on the wire
+    beside the ORM instance SQLAlchemy built from it.
+
+    \b
+    Example:
+      pgwire-inspect demo --dsn postgresql://postgres@127.0.0.1:5432/postgres
+    """
+    from .orm import demo_program
+
+    _run_and_show(ctx, demo_program, dsn=dsn, driver=driver, fmt=fmt, show_all=show_all,
+                  rows=rows, write_pcap=write_pcap, iface=iface,
+                  connect_timeout=connect_timeout, seed_demo=True)
+
+
+@cli.command()
+@click.argument("function")
+@live_options
+@click.pass_obj
+@guarded
+def query(ctx: Ctx, function: str, dsn: str, driver: str, fmt: str, show_all: bool, rows: int,
+          write_pcap: str | None, iface: str | None, connect_timeout: float) -> None:
+    """Run your own ORM function (module:function) captured live.
+
+    FUNCTION takes a SQLAlchemy Session and returns ORM instances (one, a
+    list, or a Result). The current directory is importable, as with
+    uvicorn's module:app.
+
+    \b
+    Example:
+      pgwire-inspect query --dsn postgresql://postgres@127.0.0.1/postgres myapp.queries:load_users
+    """
+    from .orm import callable_program, load_callable
+
+    def program() -> Any:
+        return callable_program(load_callable(function), function)
+
+    _run_and_show(ctx, program, dsn=dsn, driver=driver, fmt=fmt, show_all=show_all, rows=rows,
+                  write_pcap=write_pcap, iface=iface, connect_timeout=connect_timeout,
+                  seed_demo=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="pgwire-inspect")

@@ -1,0 +1,557 @@
+"""Messages → connections and queries, paired with their responses.
+
+A *connection* is one TCP connection. A *query* is one Query message, or
+one extended-protocol group (Parse/Bind/Describe/Execute/Close/Flush) up to
+its Sync, or one FunctionCall, together with the backend messages that
+answer it up to ReadyForQuery (PostgreSQL docs, "Message Flow": "Simple
+Query", "Extended Query", "Function Call"). Responses are paired with
+requests first in, first out, so pipelined queries pair correctly, and
+NoticeResponse, ParameterStatus and NotificationResponse, which may arrive
+at any time, never break the pairing.
+
+This module knows nothing of frames or TCP: the caller feeds each
+connection's byte streams with the frame number and timestamp of every
+chunk (see `pgwire_inspect.decode`).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .protocol import (
+    NEED_DATA,
+    Bind,
+    Close,
+    Column,
+    CommandComplete,
+    ConnectionParser,
+    CopyDone,
+    CopyFail,
+    DataRow,
+    Describe,
+    EmptyQueryResponse,
+    ErrorResponse,
+    Execute,
+    Flush,
+    FunctionCall,
+    MalformedMessage,
+    Message,
+    NoticeResponse,
+    NotificationResponse,
+    ParameterDescription,
+    ParameterStatus,
+    Parse,
+    Query,
+    ReadyForQuery,
+    RowDescription,
+    Sync,
+)
+from .types import ValueDecoder, type_name
+
+__all__ = [
+    "Connection",
+    "ConversationBuilder",
+    "QueryExchange",
+    "ResultSet",
+    "WireMessage",
+]
+
+_EXTENDED = (Parse, Bind, Describe, Execute, Close, Flush)
+_ASYNC = (NoticeResponse, ParameterStatus, NotificationResponse)
+
+
+@dataclass(frozen=True, slots=True)
+class WireMessage:
+    """A protocol message and where it was on the wire.
+
+    Attributes:
+        message: the decoded message (``message.offset`` is its stream offset).
+        conn: 0-based number of its connection.
+        frame: 1-based number of the frame that holds its first byte.
+        last_frame: number of the frame that holds its last byte.
+        ts: timestamp of ``last_frame`` (when the message was complete), seconds since the epoch.
+    """
+
+    message: Message
+    conn: int
+    frame: int
+    last_frame: int
+    ts: float
+
+    @property
+    def name(self) -> str:
+        """The message's name, e.g. ``"DataRow"``."""
+        return self.message.name
+
+    @property
+    def direction(self) -> str:
+        """``"F"`` or ``"B"``."""
+        return self.message.direction
+
+
+@dataclass
+class ResultSet:
+    """One result of a query: its columns, its rows and its command tag.
+
+    Attributes:
+        description: the RowDescription that described the rows (None for a command
+            without rows, or when an earlier Describe of the statement did).
+        columns: the column descriptions.
+        formats: the format code (0 text, 1 binary) each column's values arrive in.
+        rows: the DataRow messages.
+        complete: the CommandComplete (or EmptyQueryResponse, PortalSuspended), if seen.
+    """
+
+    description: WireMessage | None
+    columns: tuple[Column, ...]
+    formats: tuple[int, ...]
+    rows: list[WireMessage] = field(default_factory=list)
+    complete: WireMessage | None = None
+
+    @property
+    def tag(self) -> str | None:
+        """The CommandComplete tag ("SELECT 2"), or None."""
+        if self.complete and isinstance(self.complete.message, CommandComplete):
+            return self.complete.message.tag
+        return None
+
+
+@dataclass
+class QueryExchange:
+    """One query and everything the backend answered to it.
+
+    Attributes:
+        index: 0-based number of the query within its connection.
+        conn: the connection's number.
+        kind: "simple" (Query), "extended" (Parse/Bind/Execute ... Sync) or "function".
+        sql: the query text (for the extended protocol, from the Parse or the
+            prepared statement it executes), or None.
+        statement: the prepared statement name ("" for the unnamed one), extended only.
+        parameters: the Bind parameters as (type OID, format, bytes or None).
+        requests: the frontend messages of the query.
+        responses: the backend messages that answer it.
+        results: one `ResultSet` per statement that ran.
+        error: the ErrorResponse, if the query failed.
+        status: the transaction status of the ReadyForQuery that ended it ('I', 'T', 'E').
+        started: timestamp of the first request message, seconds since the epoch.
+        ended: timestamp of the ReadyForQuery, or None if not seen.
+    """
+
+    index: int
+    conn: int
+    kind: str
+    sql: str | None = None
+    statement: str | None = None
+    parameters: list[tuple[int, int, bytes | None]] = field(default_factory=list)
+    requests: list[WireMessage] = field(default_factory=list)
+    responses: list[WireMessage] = field(default_factory=list)
+    results: list[ResultSet] = field(default_factory=list)
+    error: WireMessage | None = None
+    status: str | None = None
+    started: float = 0.0
+    ended: float | None = None
+    sent_sync: bool = False
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from the first request to ReadyForQuery, or None."""
+        return None if self.ended is None else self.ended - self.started
+
+    @property
+    def messages(self) -> list[WireMessage]:
+        """Requests and responses in wire order."""
+        return sorted(self.requests + self.responses, key=lambda w: (w.last_frame, w.frame))
+
+    @property
+    def row_count(self) -> int:
+        """DataRows received, over all results."""
+        return sum(len(r.rows) for r in self.results)
+
+
+@dataclass
+class _Chunk:
+    offset: int
+    end: int
+    frame: int
+    ts: float
+
+
+@dataclass
+class _Statement:
+    query: str
+    parameter_types: tuple[int, ...] = ()
+    columns: tuple[Column, ...] | None = None
+
+
+class Connection:
+    """One TCP connection and its decoded PostgreSQL conversation.
+
+    Attributes:
+        id: 0-based number, in order of each connection's first packet.
+        client, server: (IP address text, port).
+        first_frame, first_ts: where the connection was first seen.
+        handshake: whether the TCP SYN was seen.
+        messages: every decoded message, in wire order (if kept).
+        startup: messages of the startup phase (before the first query).
+        queries: the queries, in order.
+        gaps: (direction, stream offset, length, frame before, frame after) of each hole.
+        ended: direction → how it ended ("FIN", "RST", "end of capture").
+        decoder: a `ValueDecoder` that follows the session's ParameterStatus.
+    """
+
+    def __init__(self, conn: int, client: tuple[str, int], server: tuple[str, int],
+                 frame: int, ts: float, handshake: bool, *, keep_messages: bool = True) -> None:
+        self.id = conn
+        self.client = client
+        self.server = server
+        self.first_frame = frame
+        self.first_ts = ts
+        self.handshake = handshake
+        self.keep_messages = keep_messages
+        self.parser = ConnectionParser()
+        self.messages: list[WireMessage] = []
+        self.startup: list[WireMessage] = []
+        self.queries: list[QueryExchange] = []
+        self.gaps: list[tuple[str, int, int, int | None, int | None]] = []
+        self.ended: dict[str, str] = {}
+        self.decoder = ValueDecoder()
+        self.counts: dict[str, int] = {"F": 0, "B": 0}
+        self.bytes: dict[str, int] = {"F": 0, "B": 0}
+        self.malformed: list[WireMessage] = []
+        self._chunks: dict[str, deque[_Chunk]] = {"F": deque(), "B": deque()}
+        self._awaiting: deque[QueryExchange] = deque()
+        self._open_extended: QueryExchange | None = None
+        self._statements: dict[str, _Statement] = {}
+        self._portals: dict[str, tuple[str, tuple[int, ...]]] = {}
+        self._pending_describe: deque[tuple[QueryExchange, str, str]] = deque()
+        self._last_row: tuple[WireMessage, ResultSet] | None = None
+
+    # ---------------------------------------------------------------- labels
+
+    @staticmethod
+    def _endpoint(addr: tuple[str, int]) -> str:
+        ip, port = addr
+        return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+    @property
+    def client_text(self) -> str:
+        """The client as "ip:port" ("[addr]:port" for IPv6)."""
+        return self._endpoint(self.client)
+
+    @property
+    def server_text(self) -> str:
+        """The server as "ip:port" ("[addr]:port" for IPv6)."""
+        return self._endpoint(self.server)
+
+    @property
+    def state(self) -> Any:
+        """The protocol parser's `SessionState` (parameters, encryption ...)."""
+        return self.parser.state
+
+    @property
+    def verdict(self) -> str:
+        """What the connection holds: "PostgreSQL", "not PostgreSQL", "encrypted (TLS)" ..."""
+        st = self.parser.state
+        good = self.counts["F"] + self.counts["B"]
+        if st.encrypted_by and good <= 2:
+            return f"encrypted ({st.encrypted_by})"
+        if good == 0 and self.malformed:
+            return "not PostgreSQL"
+        if good == 0:
+            return "no PostgreSQL messages"
+        if st.encrypted_by:
+            return f"PostgreSQL, then encrypted ({st.encrypted_by})"
+        return "PostgreSQL"
+
+    # ---------------------------------------------------------------- input
+
+    def feed(self, direction: str, offset: int, data: bytes, frame: int, ts: float,
+             emit: Callable[[WireMessage, Connection], None] | None = None) -> None:
+        """Feed the next contiguous bytes of one direction.
+
+        Args:
+            direction: "F" or "B".
+            offset: stream offset of ``data[0]``.
+            data: the bytes.
+            frame: number of the frame that carried them.
+            ts: that frame's timestamp, seconds since the epoch.
+            emit: called with each message decoded and its connection, in order.
+        """
+        if not data:
+            return
+        self.bytes[direction] += len(data)
+        self._chunks[direction].append(_Chunk(offset, offset + len(data), frame, ts))
+        p = self.parser.parser(direction)
+        p.receive_data(data)
+        self._drain(direction, frame, ts, emit)
+
+    def gap(self, direction: str, offset: int, length: int, frame_before: int | None,
+            frame_after: int | None) -> None:
+        """Record that ``length`` bytes at stream ``offset`` are missing from the capture."""
+        self.gaps.append((direction, offset, length, frame_before, frame_after))
+        self.parser.parser(direction).receive_gap(length)
+
+    def end(self, direction: str, reason: str, frame: int | None, ts: float | None,
+            emit: Callable[[WireMessage, Connection], None] | None = None) -> None:
+        """The direction's stream has ended (FIN, RST, or the end of the capture)."""
+        self.ended.setdefault(direction, reason)
+        p = self.parser.parser(direction)
+        p.finish()
+        last = self._chunks[direction][-1] if self._chunks[direction] else None
+        self._drain(direction, frame or (last.frame if last else 0),
+                    ts or (last.ts if last else 0.0), emit)
+
+    # ------------------------------------------------------------- internals
+
+    def _frame_of(self, direction: str, offset: int) -> int:
+        chunks = self._chunks[direction]
+        while len(chunks) > 1 and chunks[0].end <= offset:
+            chunks.popleft()
+        for c in chunks:
+            if c.offset <= offset < c.end:
+                return c.frame
+        return chunks[-1].frame if chunks else 0
+
+    def _drain(self, direction: str, frame: int, ts: float,
+               emit: Callable[[WireMessage, Connection], None] | None) -> None:
+        p = self.parser.parser(direction)
+        while True:
+            msg = p.next_message()
+            if msg is NEED_DATA:
+                return
+            assert isinstance(msg, Message)
+            wm = WireMessage(msg, self.id, self._frame_of(direction, msg.offset), frame, ts)
+            if isinstance(msg, MalformedMessage):
+                self.malformed.append(wm)
+            else:
+                self.counts[direction] += 1
+            if self.keep_messages:
+                self.messages.append(wm)
+            self._pair(wm)
+            if emit is not None:
+                emit(wm, self)
+
+    def _new_query(self, kind: str, wm: WireMessage) -> QueryExchange:
+        q = QueryExchange(len(self.queries), self.id, kind, started=wm.ts)
+        self.queries.append(q)
+        self._awaiting.append(q)
+        return q
+
+    def _pair(self, wm: WireMessage) -> None:
+        msg = wm.message
+        if msg.direction == "F":
+            self._pair_frontend(wm, msg)
+        else:
+            self._pair_backend(wm, msg)
+
+    def _pair_frontend(self, wm: WireMessage, msg: Message) -> None:
+        if isinstance(msg, Query):
+            q = self._new_query("simple", wm)
+            q.sql = msg.sql
+            q.requests.append(wm)
+        elif isinstance(msg, FunctionCall):
+            q = self._new_query("function", wm)
+            q.requests.append(wm)
+            q.sql = f"function call, OID {msg.function_oid}"
+        elif isinstance(msg, _EXTENDED):
+            q = self._open_extended or self._new_query("extended", wm)
+            self._open_extended = q
+            q.requests.append(wm)
+            self._extended_request(q, msg)
+        elif isinstance(msg, Sync):
+            q = self._open_extended or self._new_query("extended", wm)
+            q.requests.append(wm)
+            q.sent_sync = True
+            self._open_extended = None
+        elif self._awaiting:
+            self._awaiting[-1].requests.append(wm)  # CopyData, CopyDone, CopyFail ...
+            if isinstance(msg, CopyDone | CopyFail):
+                pass
+        else:
+            self.startup.append(wm)
+
+    def _extended_request(self, q: QueryExchange, msg: Message) -> None:
+        if isinstance(msg, Parse):
+            self._statements[msg.statement] = _Statement(msg.query, msg.parameter_types)
+            if q.sql is None:
+                q.sql, q.statement = msg.query, msg.statement
+        elif isinstance(msg, Bind):
+            stmt = self._statements.get(msg.statement)
+            if q.sql is None and stmt is not None:
+                q.sql, q.statement = stmt.query, msg.statement
+            types = stmt.parameter_types if stmt else ()
+            n = len(msg.parameters)
+            fmts = msg.parameter_formats
+            for i, value in enumerate(msg.parameters):
+                fmt = fmts[i] if len(fmts) == n else (fmts[0] if fmts else 0)
+                q.parameters.append((types[i] if i < len(types) else 0, fmt, value))
+            self._portals[msg.portal] = (msg.statement, msg.result_formats)
+        elif isinstance(msg, Describe):
+            self._pending_describe.append((q, msg.kind, msg.target))
+
+    def _result_formats(self, portal: str, ncols: int) -> tuple[int, ...]:
+        _, formats = self._portals.get(portal, ("", ()))
+        if not formats:
+            return (0,) * ncols
+        if len(formats) == 1:
+            return formats * ncols
+        return tuple(formats[:ncols]) + (0,) * max(0, ncols - len(formats))
+
+    def _current_result(self, q: QueryExchange) -> ResultSet:
+        if not q.results or q.results[-1].complete is not None:
+            columns: tuple[Column, ...] = ()
+            formats: tuple[int, ...] = ()
+            if q.kind == "extended":
+                stmt = self._statements.get(q.statement or "")
+                if stmt is not None and stmt.columns is not None:
+                    columns = stmt.columns
+                    formats = self._result_formats(self._last_portal(q), len(columns))
+            q.results.append(ResultSet(None, columns, formats))
+        return q.results[-1]
+
+    @staticmethod
+    def _last_portal(q: QueryExchange) -> str:
+        for wm in reversed(q.requests):
+            if isinstance(wm.message, Execute | Bind):
+                return wm.message.portal
+        return ""
+
+    def _pair_backend(self, wm: WireMessage, msg: Message) -> None:
+        if isinstance(msg, ParameterStatus):
+            self.decoder.set_parameter(msg.parameter, msg.value)
+        q = self._awaiting[0] if self._awaiting else None
+        if q is None:
+            if isinstance(msg, _ASYNC) and self.queries:
+                self.queries[-1].responses.append(wm)
+            else:
+                self.startup.append(wm)
+            return
+        q.responses.append(wm)
+        if isinstance(msg, _ASYNC):
+            return
+        if isinstance(msg, RowDescription):
+            pending = self._pending_describe.popleft() if self._pending_describe else None
+            if pending is not None and pending[1] == "S":
+                stmt = self._statements.get(pending[2])
+                if stmt is not None:
+                    stmt.columns = msg.columns
+                # A statement's RowDescription says format 0; Bind's result formats rule.
+                formats = self._result_formats(self._last_portal(q), len(msg.columns))
+            else:
+                formats = tuple(c.format for c in msg.columns)
+            if q.results and q.results[-1].complete is None and not q.results[-1].rows:
+                q.results.pop()
+            q.results.append(ResultSet(wm, msg.columns, formats))
+        elif isinstance(msg, ParameterDescription):
+            if self._pending_describe and self._pending_describe[0][1] == "S":
+                stmt = self._statements.get(self._pending_describe[0][2])
+                if stmt is not None:
+                    stmt.parameter_types = msg.parameter_types
+        elif msg.name == "NoData":
+            if self._pending_describe:
+                self._pending_describe.popleft()
+        elif isinstance(msg, DataRow):
+            result = self._current_result(q)
+            result.rows.append(wm)
+            self._last_row = (wm, result)
+        elif isinstance(msg, CommandComplete | EmptyQueryResponse) or msg.name == "PortalSuspended":
+            self._current_result(q).complete = wm
+        elif isinstance(msg, ErrorResponse):
+            q.error = wm
+            self._pending_describe.clear()
+        elif isinstance(msg, ReadyForQuery):
+            q.status = msg.status
+            q.ended = wm.ts
+            self._awaiting.popleft()
+            self._pending_describe.clear()
+
+    # ---------------------------------------------------------------- values
+
+    def result_of(self, row: WireMessage) -> ResultSet | None:
+        """The result set a DataRow belongs to (fast for the row decoded last)."""
+        if self._last_row is not None and self._last_row[0] is row:
+            return self._last_row[1]
+        for q in self.queries:
+            for r in q.results:
+                if any(w is row for w in r.rows):
+                    return r
+        return None
+
+    def decode_row(self, result: ResultSet, row: WireMessage) -> list[Any]:
+        """Decode one DataRow of ``result`` into Python values with psycopg's loaders.
+
+        Returns:
+            One value per column (None for NULL). A value that cannot be decoded
+            comes back as the `ValueDecodeError` describing why.
+        """
+        msg = row.message
+        assert isinstance(msg, DataRow)
+        out: list[Any] = []
+        for i, raw in enumerate(msg.values):
+            if i < len(result.columns):
+                oid = result.columns[i].type_oid
+                fmt = result.formats[i] if i < len(result.formats) else 0
+            else:
+                oid, fmt = 0, 0
+            try:
+                out.append(self.decoder.decode(oid, fmt, raw))
+            except Exception as exc:  # noqa: BLE001 - a value that fails is shown, not fatal
+                out.append(exc)
+        return out
+
+    def column_type(self, column: Column) -> str:
+        """The column's type name with its typmod, e.g. ``varchar(40)``."""
+        return type_name(column.type_oid, column.typmod)
+
+
+class ConversationBuilder:
+    """Builds `Connection` objects from per-connection byte streams.
+
+    Args:
+        keep_messages: keep every message on its connection (needed by the
+            table views; a streaming consumer passes False and uses ``emit``).
+        emit: called with each decoded message and its connection, in decoding order.
+    """
+
+    def __init__(self, *, keep_messages: bool = True,
+                 emit: Callable[[WireMessage, Connection], None] | None = None) -> None:
+        self.connections: list[Connection] = []
+        self._by_id: dict[int, Connection] = {}
+        self.keep_messages = keep_messages
+        self.emit = emit
+
+    def open(self, conn: int, client: tuple[str, int], server: tuple[str, int], frame: int,
+             ts: float, handshake: bool) -> Connection:
+        """Start a connection (numbered by the caller, 0-based)."""
+        c = Connection(conn, client, server, frame, ts, handshake,
+                       keep_messages=self.keep_messages)
+        self.connections.append(c)
+        self._by_id[conn] = c
+        return c
+
+    def get(self, conn: int) -> Connection:
+        """The connection numbered ``conn``."""
+        return self._by_id[conn]
+
+    def data(self, conn: int, direction: str, offset: int, data: bytes, frame: int,
+             ts: float) -> None:
+        """Feed contiguous stream bytes (see `Connection.feed`)."""
+        self._by_id[conn].feed(direction, offset, data, frame, ts, self.emit)
+
+    def gap(self, conn: int, direction: str, offset: int, length: int,
+            frame_before: int | None, frame_after: int | None) -> None:
+        """Record missing stream bytes (see `Connection.gap`)."""
+        self._by_id[conn].gap(direction, offset, length, frame_before, frame_after)
+
+    def end(self, conn: int, direction: str, reason: str, frame: int | None,
+            ts: float | None) -> None:
+        """End one direction of a connection (see `Connection.end`)."""
+        self._by_id[conn].end(direction, reason, frame, ts, self.emit)
+
+    def messages(self) -> Iterator[WireMessage]:
+        """Every kept message of every connection, connection by connection."""
+        for c in self.connections:
+            yield from c.messages

@@ -1,0 +1,1 @@
+"""Views of a decoded capture: rich tables, the side-by-side ORM view, JSON lines."""

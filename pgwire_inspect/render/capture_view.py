@@ -1,0 +1,93 @@
+"""The `read` view: connections, then each connection's queries with their tables."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..catalog import Catalog
+from ..conversation import Connection, QueryExchange, ResultSet
+from ..decode import Decoded
+from .tables import (
+    connection_header,
+    data_row_table,
+    message_line,
+    query_footer,
+    query_header,
+    row_description_table,
+    startup_summary,
+)
+
+__all__ = ["render_capture", "render_connection_list", "render_query", "render_result_rows"]
+
+
+def render_connection_list(console: Console, decoded: Decoded) -> None:
+    """A table of the connections found."""
+    table = Table(title=f"{len(decoded.connections)} connection(s) in {decoded.frames} frames",
+                  title_justify="left", box=box.SIMPLE_HEAD, title_style="bold")
+    table.add_column("conn", justify="right")
+    table.add_column("client")
+    table.add_column("server")
+    table.add_column("first frame", justify="right")
+    table.add_column("messages F/B", justify="right")
+    table.add_column("queries", justify="right")
+    table.add_column("what it holds")
+    for c in decoded.connections:
+        verdict = c.verdict
+        table.add_row(str(c.id), c.client_text, c.server_text, str(c.first_frame),
+                      f"{c.counts['F']}/{c.counts['B']}", str(len(c.queries)),
+                      Text(verdict, style="green" if verdict == "PostgreSQL" else "yellow"))
+    console.print(table)
+
+
+def render_result_rows(console: Console, conn: Connection, result: ResultSet, rows: int,
+                       catalog: Catalog | None = None) -> None:
+    """A result's RowDescription and its first ``rows`` DataRows (and the last one)."""
+    if result.columns:
+        console.print(row_description_table(conn, result, catalog))
+    n = len(result.rows)
+    shown = list(range(min(rows, n)))
+    if n > rows and rows > 0:
+        shown.append(n - 1)
+    for k, i in enumerate(shown):
+        if k == len(shown) - 1 and i != k:
+            console.print(Text(f"  … {n - len(shown)} more DataRow(s) not shown "
+                               f"(--rows {n} shows them all)", style="dim"))
+        console.print(data_row_table(conn, result, result.rows[i], i + 1))
+
+
+def render_query(console: Console, conn: Connection, q: QueryExchange, *, rows: int = 5,
+                 catalog: Catalog | None = None, title: str | None = None) -> None:
+    """One query: its header (SQL, parameters), its results, its tag and status."""
+    console.print(query_header(q, title=title))
+    for result in q.results:
+        render_result_rows(console, conn, result, rows, catalog)
+    for wm in q.responses:
+        if wm.name in ("NoticeResponse", "NotificationResponse", "MalformedMessage"):
+            console.print(message_line(wm, wm.message.summary()))
+    console.print(query_footer(q))
+    console.print()
+
+
+def render_capture(console: Console, decoded: Decoded, *, rows: int = 5,
+                   catalog: Catalog | None = None) -> None:
+    """The whole `read` view of a decoded capture."""
+    render_connection_list(console, decoded)
+    for conn in decoded.connections:
+        console.rule(connection_header(conn), align="left")
+        console.print(startup_summary(conn))
+        console.print()
+        for q in conn.queries:
+            render_query(console, conn, q, rows=rows, catalog=catalog)
+        for wm in conn.malformed:
+            if not any(wm in q.responses for q in conn.queries):
+                console.print(message_line(wm))
+        tail = [wm for wm in conn.messages if wm.name == "Terminate"]
+        for wm in tail:
+            console.print(message_line(wm, "the frontend closes the connection"))
+        for d, reason in sorted(conn.ended.items()):
+            side = "frontend" if d == "F" else "backend"
+            console.print(Text(f"  {side} stream ended: {reason}", style="dim"))
+        console.print()

@@ -1,0 +1,92 @@
+"""JSON lines: one object per protocol message, then one per ORM instance.
+
+The keys are a stable interface for scripts (see README.md, "JSON lines").
+"""
+
+from __future__ import annotations
+
+import json
+from typing import IO, Any
+
+from ..conversation import Connection, WireMessage
+from ..protocol import DataRow, RowDescription
+from ..types import type_name, value_to_json, value_to_text
+
+__all__ = ["JsonLinesWriter", "message_object"]
+
+
+TEXT_OID = 25
+
+
+def _text_value(conn: Connection, oid: int, fmt: int, raw: bytes | None) -> str | None:
+    """A column value as text: the wire text for text format, the decoded value's text else."""
+    if raw is None:
+        return None
+    try:
+        if fmt == 0:
+            return str(conn.decoder.decode(TEXT_OID, 0, raw))
+        return value_to_text(conn.decoder.decode(oid, fmt, raw))
+    except Exception:  # noqa: BLE001 - an undecodable value is shown, not fatal
+        return raw.decode("utf-8", "backslashreplace") if fmt == 0 else "\\x" + raw.hex()
+
+
+def message_object(wm: WireMessage, conn: Connection) -> dict[str, Any]:
+    """The JSON object of one message.
+
+    Args:
+        wm: the message and where it was.
+        conn: its connection (for endpoints, column types and the value decoder).
+
+    Returns:
+        A dict with keys conn, client, server, dir, type, frame, offset, length, fields.
+    """
+    msg = wm.message
+    fields = msg.fields()
+    if isinstance(msg, RowDescription):
+        fields = {"columns": [
+            {"name": c.name, "table_oid": c.table_oid, "column": c.column,
+             "type_oid": c.type_oid, "type": type_name(c.type_oid, c.typmod),
+             "typlen": c.typlen, "typmod": c.typmod, "format": c.format}
+            for c in msg.columns]}
+    elif isinstance(msg, DataRow):
+        result = conn.result_of(wm)
+        values: list[str | None] = []
+        for i, raw in enumerate(msg.values):
+            if result is not None and i < len(result.columns):
+                oid = result.columns[i].type_oid
+                fmt = result.formats[i] if i < len(result.formats) else 0
+            else:
+                oid, fmt = 0, 0
+            values.append(_text_value(conn, oid, fmt, raw))
+        fields = {"values": values, "raw": fields["raw"]}
+    return {"conn": wm.conn, "client": conn.client_text, "server": conn.server_text,
+            "dir": msg.direction, "type": msg.name, "frame": wm.frame, "offset": msg.offset,
+            "length": msg.length, "fields": fields}
+
+
+class JsonLinesWriter:
+    """Writes JSON lines to a text stream.
+
+    Args:
+        out: the stream (stdout).
+    """
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+        self.count = 0
+
+    def message(self, wm: WireMessage, conn: Connection) -> None:
+        """Write one message's object (usable as the decoder's ``emit`` callback)."""
+        self.write(message_object(wm, conn))
+
+    def write(self, obj: dict[str, Any]) -> None:
+        """Write one object as a line; values JSON cannot hold become their text form."""
+        self.out.write(json.dumps(obj, ensure_ascii=False, default=_default) + "\n")
+        self.count += 1
+
+
+def _default(value: Any) -> Any:
+    converted = value_to_json(value)
+    if converted is value:
+        return str(value)
+    return converted
