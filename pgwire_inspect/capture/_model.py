@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Frame", "TcpSegment", "TCP_ACK", "TCP_FIN", "TCP_PSH", "TCP_RST", "TCP_SYN"]
+__all__ = ["TCP_ACK", "TCP_FIN", "TCP_PSH", "TCP_RST", "TCP_SYN", "Frame", "TcpSegment"]
 
 # TCP header flag bits (RFC 9293, section 3.1).
 TCP_FIN = 0x01

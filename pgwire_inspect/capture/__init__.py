@@ -1,0 +1,55 @@
+"""Where frames come from: capture files, live sniffing, link layers down to TCP.
+
+Public names:
+
+- :class:`Frame`, :class:`TcpSegment` and the ``TCP_*`` flag bits: the data model.
+- :func:`open_capture` / :class:`CaptureFile`: read pcap and pcapng files.
+- :func:`decode_frame`: link layer, IPv4/IPv6 and TCP headers to a segment.
+- :func:`dissect_headers` / :class:`HeaderField`: every header field with its byte span.
+- :class:`LiveCapture`: capture the traffic to and from one server on this machine.
+- :func:`write_pcap`: save frames as a pcap (or pcapng) file.
+
+This package imports scapy, the standard library and
+:mod:`pgwire_inspect.errors` only.
+"""
+
+from __future__ import annotations
+
+from pgwire_inspect.capture._model import (
+    TCP_ACK,
+    TCP_FIN,
+    TCP_PSH,
+    TCP_RST,
+    TCP_SYN,
+    Frame,
+    TcpSegment,
+)
+from pgwire_inspect.capture.files import CaptureFile, open_capture
+from pgwire_inspect.capture.links import (
+    LINKTYPE_NAMES,
+    HeaderField,
+    decode_frame,
+    dissect_headers,
+    tcp_flag_names,
+)
+from pgwire_inspect.capture.sniff import LiveCapture
+from pgwire_inspect.capture.writer import write_pcap
+
+__all__ = [
+    "LINKTYPE_NAMES",
+    "TCP_ACK",
+    "TCP_FIN",
+    "TCP_PSH",
+    "TCP_RST",
+    "TCP_SYN",
+    "CaptureFile",
+    "Frame",
+    "HeaderField",
+    "LiveCapture",
+    "TcpSegment",
+    "decode_frame",
+    "dissect_headers",
+    "open_capture",
+    "tcp_flag_names",
+    "write_pcap",
+]
