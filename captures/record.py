@@ -16,6 +16,7 @@ bytes and the client's view: two records that do not depend on the decoder.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import socket
 import sys
@@ -38,6 +39,15 @@ from pgwire_inspect.orm import (  # noqa: E402
     prepare_url,
     run_orm,
 )
+
+
+def show(value: Any) -> str | None:
+    """A fetched value as text for the reference file (bytes as \\x hex, like PostgreSQL)."""
+    if value is None:
+        return None
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "\\x" + bytes(value).hex()
+    return str(value)
 
 
 class Relay:
@@ -74,10 +84,8 @@ class Relay:
             except OSError:
                 data = b""
             if not data:
-                try:
+                with contextlib.suppress(OSError):
                     dst.shutdown(socket.SHUT_WR)
-                except OSError:
-                    pass
                 return
             log += data
             dst.sendall(data)
@@ -102,7 +110,7 @@ def psycopg2_simple(dsn: str, info: dict[str, Any]) -> None:
             cur.execute(sql)
             sent.append(cur.query.decode())
             if fetch and cur.description:
-                rows.append([[None if v is None else str(v) for v in r] for r in cur.fetchall()])
+                rows.append([[show(v) for v in r] for r in cur.fetchall()])
         except psycopg2.Error as exc:
             sent.append(sql)
             rows.append({"error": exc.pgcode})
@@ -127,13 +135,13 @@ def psycopg_extended(dsn: str, info: dict[str, Any]) -> None:
             cur = conn.cursor(binary=binary)
             cur.execute("select %s::int4 + 1 as n, %s::text as t, %s::int8 as z",
                         (41, "héllo", None), prepare=True)
-            rows.append([[None if v is None else str(v) for v in r] for r in cur.fetchall()])
+            rows.append([[show(v) for v in r] for r in cur.fetchall()])
             sent.append("select $1::int4 + 1 as n, $2::text as t, $3::int8 as z")
         cur = conn.cursor(binary=True)
         for k in range(3):
             cur.execute("select id, username from users where id >= %s order by id", (k,),
                         prepare=True)
-            rows.append([[str(v) for v in r] for r in cur.fetchall()])
+            rows.append([[show(v) for v in r] for r in cur.fetchall()])
     info["sent"] = sent
     info["rows"] = rows
 

@@ -78,6 +78,9 @@ def guarded(fn: F) -> F:
             raise SystemExit(EXIT_FAILURE) from None
         except OSError as exc:
             ctx.fail(exc, EXIT_FAILURE)
+        except Exception as exc:
+            ctx.fail(RuntimeError(f"internal error: {type(exc).__name__}: {exc} "
+                                  "(--debug shows the traceback)"), EXIT_FAILURE)
         return None
 
     return wrapper  # type: ignore[return-value]

@@ -28,8 +28,6 @@ from .protocol import (
     Column,
     CommandComplete,
     ConnectionParser,
-    CopyDone,
-    CopyFail,
     DataRow,
     Describe,
     EmptyQueryResponse,
@@ -196,6 +194,7 @@ class Connection:
         handshake: whether the TCP SYN was seen.
         messages: every decoded message, in wire order (if kept).
         startup: messages of the startup phase (before the first query).
+        trailing: messages after the last query's ReadyForQuery (Terminate, notices ...).
         queries: the queries, in order.
         gaps: (direction, stream offset, length, frame before, frame after) of each hole.
         ended: direction → how it ended ("FIN", "RST", "end of capture").
@@ -214,6 +213,7 @@ class Connection:
         self.parser = ConnectionParser()
         self.messages: list[WireMessage] = []
         self.startup: list[WireMessage] = []
+        self.trailing: list[WireMessage] = []
         self.queries: list[QueryExchange] = []
         self.gaps: list[tuple[str, int, int, int | None, int | None]] = []
         self.ended: dict[str, str] = {}
@@ -368,8 +368,8 @@ class Connection:
             self._open_extended = None
         elif self._awaiting:
             self._awaiting[-1].requests.append(wm)  # CopyData, CopyDone, CopyFail ...
-            if isinstance(msg, CopyDone | CopyFail):
-                pass
+        elif self.queries:
+            self.trailing.append(wm)  # Terminate, or bytes after the last query
         else:
             self.startup.append(wm)
 
@@ -424,8 +424,8 @@ class Connection:
             self.decoder.set_parameter(msg.parameter, msg.value)
         q = self._awaiting[0] if self._awaiting else None
         if q is None:
-            if isinstance(msg, _ASYNC) and self.queries:
-                self.queries[-1].responses.append(wm)
+            if self.queries:
+                self.trailing.append(wm)
             else:
                 self.startup.append(wm)
             return
@@ -498,7 +498,7 @@ class Connection:
                 oid, fmt = 0, 0
             try:
                 out.append(self.decoder.decode(oid, fmt, raw))
-            except Exception as exc:  # noqa: BLE001 - a value that fails is shown, not fatal
+            except Exception as exc:
                 out.append(exc)
         return out
 

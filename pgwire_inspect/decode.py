@@ -93,8 +93,8 @@ def decode_frames(
                     builder.open(n, ev.client, ev.server, ev.frame, ev.ts, ev.handshake)
             elif isinstance(ev, StreamGap):
                 if ev.conn in wanted:
-                    builder.gap(wanted[ev.conn], ev.direction, ev.offset, ev.length, ev.frame_before,
-                                ev.frame_after)
+                    builder.gap(wanted[ev.conn], ev.direction, ev.offset, ev.length,
+                                ev.frame_before, ev.frame_after)
             elif isinstance(ev, StreamEnd) and ev.conn in wanted:
                 builder.end(wanted[ev.conn], ev.direction, ev.reason, ev.frame, ev.ts)
 

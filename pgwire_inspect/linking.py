@@ -116,7 +116,7 @@ def _matches(q: QueryExchange, st: RecordedStatement) -> bool:
 def _same(a: Any, b: Any) -> bool:
     try:
         return bool(a == b)
-    except Exception:  # noqa: BLE001 - values of odd types just do not match
+    except Exception:
         return False
 
 
@@ -167,13 +167,11 @@ def link_run(run: OrmRun, conn: Connection | None) -> LinkedRun:
             # Driver queries right before the statement (BEGIN) belong to its step;
             # anything before the first statement that is not BEGIN is set-up.
             if not seen_orm:
-                lead = [p for p in pending if p.role == "driver"]
                 tail_start = len(pending)
                 while tail_start > 0 and pending[tail_start - 1].role == "driver":
                     tail_start -= 1
                 linked.setup.extend(pending[:tail_start])
                 pending = pending[tail_start:]
-                del lead
             if step is not None:
                 step.queries.extend(pending)
                 step.queries.append(lq)
@@ -202,7 +200,8 @@ def link_run(run: OrmRun, conn: Connection | None) -> LinkedRun:
         if key in seen:
             continue
         seen.add(key)
-        built = next((r for r in rows_by_stmt.get(inst.statement, [])
+        rows = rows_by_stmt.get(inst.statement, []) if inst.statement is not None else []
+        built = next((r for r in rows
                       if r.instance is not None and r.built
                       and (r.instance.class_name, r.instance.identity) == key), None)
         linked.instances.append(LinkedInstance(inst, built))

@@ -46,7 +46,7 @@ class LiveResult:
 
 def _resolve(host: str) -> str:
     try:
-        return socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)[0][4][0]
+        return str(socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)[0][4][0])
     except OSError:
         return host
 

@@ -40,7 +40,8 @@ class Frame:
     wirelen: int
 
     def __repr__(self) -> str:
-        return f"Frame(no={self.no}, ts={self.ts:.6f}, linktype={self.linktype}, len={len(self.data)})"
+        return (f"Frame(no={self.no}, ts={self.ts:.6f}, linktype={self.linktype}, "
+                f"len={len(self.data)})")
 
 
 @dataclass(frozen=True, slots=True)

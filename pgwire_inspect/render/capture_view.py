@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..catalog import Catalog
 from ..conversation import Connection, QueryExchange, ResultSet
 from ..decode import Decoded
 from .tables import (
@@ -20,6 +21,9 @@ from .tables import (
     startup_summary,
 )
 
+if TYPE_CHECKING:
+    from ..catalog import Catalog
+
 __all__ = ["render_capture", "render_connection_list", "render_query", "render_result_rows"]
 
 
@@ -28,12 +32,12 @@ def render_connection_list(console: Console, decoded: Decoded) -> None:
     table = Table(title=f"{len(decoded.connections)} connection(s) in {decoded.frames} frames",
                   title_justify="left", box=box.SIMPLE_HEAD, title_style="bold")
     table.add_column("conn", justify="right")
-    table.add_column("client")
-    table.add_column("server")
-    table.add_column("first frame", justify="right")
-    table.add_column("messages F/B", justify="right")
+    table.add_column("client", no_wrap=True)
+    table.add_column("server", no_wrap=True)
+    table.add_column("frame", justify="right")
+    table.add_column("F/B msgs", justify="right")
     table.add_column("queries", justify="right")
-    table.add_column("what it holds")
+    table.add_column("holds", min_width=12)
     for c in decoded.connections:
         verdict = c.verdict
         table.add_row(str(c.id), c.client_text, c.server_text, str(c.first_frame),
@@ -76,17 +80,16 @@ def render_capture(console: Console, decoded: Decoded, *, rows: int = 5,
     """The whole `read` view of a decoded capture."""
     render_connection_list(console, decoded)
     for conn in decoded.connections:
-        console.rule(connection_header(conn), align="left")
+        console.rule(style="dim")
+        console.print(connection_header(conn))
         console.print(startup_summary(conn))
         console.print()
         for q in conn.queries:
             render_query(console, conn, q, rows=rows, catalog=catalog)
-        for wm in conn.malformed:
-            if not any(wm in q.responses for q in conn.queries):
-                console.print(message_line(wm))
-        tail = [wm for wm in conn.messages if wm.name == "Terminate"]
-        for wm in tail:
-            console.print(message_line(wm, "the frontend closes the connection"))
+        for wm in conn.trailing:
+            detail = ("the frontend closes the connection" if wm.name == "Terminate"
+                      else wm.message.summary())
+            console.print(message_line(wm, detail))
         for d, reason in sorted(conn.ended.items()):
             side = "frontend" if d == "F" else "backend"
             console.print(Text(f"  {side} stream ended: {reason}", style="dim"))

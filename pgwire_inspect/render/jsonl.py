@@ -26,7 +26,7 @@ def _text_value(conn: Connection, oid: int, fmt: int, raw: bytes | None) -> str 
         if fmt == 0:
             return str(conn.decoder.decode(TEXT_OID, 0, raw))
         return value_to_text(conn.decoder.decode(oid, fmt, raw))
-    except Exception:  # noqa: BLE001 - an undecodable value is shown, not fatal
+    except Exception:
         return raw.decode("utf-8", "backslashreplace") if fmt == 0 else "\\x" + raw.hex()
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ..catalog import Catalog
 from ..conversation import Connection
 from ..linking import LinkedInstance, LinkedQuery, LinkedRow, LinkedRun
 from ..orm import InstanceRecord
@@ -24,6 +23,9 @@ from .tables import (
     row_description_table,
     startup_summary,
 )
+
+if TYPE_CHECKING:
+    from ..catalog import Catalog
 
 __all__ = ["SIDE_BY_SIDE_WIDTH", "instance_table", "orm_instance_objects", "render_orm_run"]
 

@@ -3,27 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ..catalog import Catalog
 from ..conversation import Connection, QueryExchange, ResultSet, WireMessage
 from ..protocol import (
     TRANSACTION_STATUS,
     BackendKeyData,
     DataRow,
     ErrorResponse,
+    GSSENCResponse,
     MalformedMessage,
     NoticeResponse,
     ParameterStatus,
     ReadyForQuery,
+    SSLResponse,
     StartupMessage,
 )
 from ..types import type_name, value_to_text
+
+if TYPE_CHECKING:
+    from ..catalog import Catalog
 
 __all__ = [
     "HEX_BYTES",
@@ -103,12 +107,17 @@ def startup_summary(conn: Connection) -> RenderableType:
             lines.append(message_line(wm, f"process {msg.process_id}"))
         elif isinstance(msg, ReadyForQuery):
             lines.append(message_line(wm, TRANSACTION_STATUS.get(msg.status, msg.status)))
+        elif isinstance(msg, SSLResponse | GSSENCResponse):
+            meaning = ("encryption follows: nothing after this can be decoded"
+                       if msg.answer in "SG" else "no encryption, the session goes on in plaintext")
+            lines.append(message_line(wm, f"{msg.answer!r}: {meaning}"))
         elif isinstance(msg, ErrorResponse | NoticeResponse):
             lines.append(message_line(wm, "", error_text(msg.notice_fields)))
         else:
             lines.append(message_line(wm, msg.summary()))
     if params:
-        lines.append(Text(f"  ParameterStatus ×{len(params)}: " + ", ".join(params), style="dim"))
+        lines.append(Text(f"  ← ParameterStatus ×{len(params)}: " + ", ".join(params),
+                          style="dim"))
     return Group(*lines) if lines else Text("  (no startup messages captured)", style="dim")
 
 
@@ -128,6 +137,8 @@ def message_line(wm: WireMessage, detail: str = "", extra: RenderableType | None
     if isinstance(extra, Text):
         text.append("  ")
         text.append(extra)
+    text.no_wrap = True
+    text.overflow = "ellipsis"
     return text
 
 
@@ -196,14 +207,14 @@ def row_description_table(conn: Connection, result: ResultSet,
     table = Table(title=f"RowDescription ({where})", title_justify="left", box=box.SIMPLE_HEAD,
                   title_style="bold blue", pad_edge=False)
     table.add_column("#", justify="right", style="dim")
-    table.add_column("column name", style="bold")
+    table.add_column("column name", style="bold", overflow="fold")
     table.add_column("table OID", justify="right")
     table.add_column("col", justify="right")
     table.add_column("type OID", justify="right")
-    table.add_column("type")
+    table.add_column("type", no_wrap=True)
     table.add_column("typlen", justify="right")
     table.add_column("typmod", justify="right")
-    table.add_column("format")
+    table.add_column("format", no_wrap=True)
     for i, c in enumerate(result.columns):
         table_cell = Text(str(c.table_oid))
         if catalog is not None and c.table_oid:

@@ -1,0 +1,5 @@
+"""``python -m pgwire_inspect``: the same as the ``pgwire-inspect`` command."""
+
+from .cli import main
+
+main()
