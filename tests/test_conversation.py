@@ -78,8 +78,8 @@ def test_startup_messages_are_not_a_query() -> None:
 def test_pipelined_simple_queries_pair_in_order_with_notice_in_between() -> None:
     w = started()
     w.send("F", typed(b"Q", cstr("select 1")) + typed(b"Q", cstr("select 2; select 3")), 1.0)
-    w.send("B", rd(("a", 23, 0)) + row(b"1") + notice("in the middle") + typed(b"C", cstr("SELECT 1"))
-           + typed(b"Z", b"I"), 1.5)
+    w.send("B", rd(("a", 23, 0)) + row(b"1") + notice("in the middle")
+           + typed(b"C", cstr("SELECT 1")) + typed(b"Z", b"I"), 1.5)
     w.send("B", rd(("b", 23, 0)) + row(b"2") + typed(b"C", cstr("SELECT 1")) + rd(("c", 23, 0))
            + row(b"3") + row(None) + typed(b"C", cstr("SELECT 2")) + typed(b"Z", b"T"), 2.0)
     q1, q2 = w.conn.queries

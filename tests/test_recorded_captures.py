@@ -143,7 +143,8 @@ def test_orm_demo_rows_hold_the_instances_values(name: str) -> None:
             names = [c.name for c in r.columns]
             for row in r.rows:
                 assert isinstance(row.message, DataRow)
-                rows.append(dict(zip(names, [show(v) for v in conn.decode_row(r, row)], strict=True)))
+                values = [show(v) for v in conn.decode_row(r, row)]
+                rows.append(dict(zip(names, values, strict=True)))
     for inst in ref["instances"]:
         attrs = inst["attributes"]
         assert any(set(attrs.values()) <= set(row.values()) for row in rows), attrs
