@@ -36,7 +36,7 @@ def make_consoles(no_color: bool) -> tuple[Console, Console]:
     """One console for output, one for errors (rich-cli's habit)."""
     color = not no_color and "NO_COLOR" not in os.environ
     out = Console(no_color=not color, highlight=False, soft_wrap=False)
-    err = Console(stderr=True, no_color=not color, highlight=False)
+    err = Console(stderr=True, no_color=not color, highlight=False, soft_wrap=True)
     return out, err
 
 

@@ -23,6 +23,7 @@ from .orm import InstanceRecord, OrmRun, OrmStepResult, RecordedStatement
 
 __all__ = ["LinkedInstance", "LinkedQuery", "LinkedRow", "LinkedRun", "LinkedStep", "link_run"]
 
+_BEGIN = re.compile(r"^\s*(BEGIN|START TRANSACTION)\b", re.IGNORECASE)
 _TXN = re.compile(r"^\s*(BEGIN|COMMIT|ROLLBACK|START TRANSACTION|SAVEPOINT|RELEASE|END)\b",
                   re.IGNORECASE)
 
@@ -39,6 +40,7 @@ class LinkedRow:
         instance: the matching instance record, or None.
         built: True when this statement's row built the instance; False when
             the instance was already in the session's identity map.
+        columns: attribute key → the result column of this row it was matched through.
     """
 
     result: ResultSet
@@ -47,6 +49,7 @@ class LinkedRow:
     values: list[Any]
     instance: InstanceRecord | None = None
     built: bool = False
+    columns: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -120,21 +123,22 @@ def _same(a: Any, b: Any) -> bool:
         return False
 
 
-def _instance_for(values: dict[str, Any], st: RecordedStatement,
-                  instances: list[InstanceRecord]) -> tuple[InstanceRecord | None, bool]:
-    best: InstanceRecord | None = None
+def _instance_for(values: dict[str, Any], st: RecordedStatement, instances: list[InstanceRecord]
+                  ) -> tuple[InstanceRecord | None, bool, dict[str, str]]:
+    best: tuple[InstanceRecord | None, bool, dict[str, str]] = (None, False, {})
     for inst in instances:
         cols = st.attribute_columns.get(inst.class_name) or (
             inst.columns if inst.statement == st.index else None)
         if not cols:
             continue
-        keys = [(a, c) for a, c in cols.items() if a in inst.attributes and c in values]
-        if not keys or not all(_same(values[c], inst.attributes[a]) for a, c in keys):
+        keys = {a: c for a, c in cols.items() if a in inst.attributes and c in values}
+        if not keys or not all(_same(values[c], inst.attributes[a]) for a, c in keys.items()):
             continue
         if inst.statement == st.index:
-            return inst, True
-        best = best or inst
-    return best, False
+            return inst, True, keys
+        if best[0] is None:
+            best = (inst, False, keys)
+    return best
 
 
 def link_run(run: OrmRun, conn: Connection | None) -> LinkedRun:
@@ -168,7 +172,7 @@ def link_run(run: OrmRun, conn: Connection | None) -> LinkedRun:
             # anything before the first statement that is not BEGIN is set-up.
             if not seen_orm:
                 tail_start = len(pending)
-                while tail_start > 0 and pending[tail_start - 1].role == "driver":
+                while tail_start > 0 and _BEGIN.match(pending[tail_start - 1].query.sql or ""):
                     tail_start -= 1
                 linked.setup.extend(pending[:tail_start])
                 pending = pending[tail_start:]
@@ -215,5 +219,5 @@ def _link_rows(conn: Connection, lq: LinkedQuery, st: RecordedStatement,
         for n, row in enumerate(result.rows, 1):
             values = conn.decode_row(result, row)
             by_name = dict(zip(names, values, strict=False))
-            inst, built = _instance_for(by_name, st, instances)
-            lq.rows.append(LinkedRow(result, row, n, values, inst, built))
+            inst, built, cols = _instance_for(by_name, st, instances)
+            lq.rows.append(LinkedRow(result, row, n, values, inst, built, cols))

@@ -45,8 +45,9 @@ def instance_table(inst: InstanceRecord, row: LinkedRow | None, built: bool) -> 
     table.add_column("type", style="dim")
     table.add_column("← wire column")
     names = [c.name for c in row.result.columns] if row is not None else []
+    columns = row.columns if row is not None and row.columns else inst.columns
     for key, value in inst.attributes.items():
-        col = inst.columns.get(key, "")
+        col = columns.get(key, "")
         where = Text(col)
         if col in names:
             where.append(f" (#{names.index(col) + 1})", style="dim")

@@ -164,8 +164,10 @@ def query_header(q: QueryExchange, *, title: str | None = None) -> Text:
         text.append(f"  frame {first.frame}", style="dim")
     if q.duration is not None:
         text.append(f"  {q.duration * 1000:.2f} ms", style="dim")
-    text.append("\n  ")
-    text.append(q.sql if q.sql is not None else "(no SQL)", style="bold yellow")
+    text.append("\n")
+    sql = q.sql if q.sql is not None else "(no SQL)"
+    text.append("\n".join("    " + line for line in sql.splitlines() or [""]),
+                style="bold yellow")
     if q.parameters:
         text.append("\n  parameters: ", style="dim")
         text.append(", ".join(_param_text(oid, fmt, raw) for oid, fmt, raw in q.parameters))
@@ -215,17 +217,23 @@ def row_description_table(conn: Connection, result: ResultSet,
     table.add_column("typlen", justify="right")
     table.add_column("typmod", justify="right")
     table.add_column("format", no_wrap=True)
+    named: dict[int, str] = {}
     for i, c in enumerate(result.columns):
         table_cell = Text(str(c.table_oid))
         if catalog is not None and c.table_oid:
             name = catalog.table_name(c.table_oid)
             if name:
-                table_cell.append(f" {name}", style="dim")
+                named[c.table_oid] = name
         fmt = result.formats[i] if i < len(result.formats) else c.format
         table.add_row(str(i + 1), c.name, table_cell, str(c.column), str(c.type_oid),
                       Text(type_name(c.type_oid, c.typmod, user_types=catalog.types
                                      if catalog else None), style="green"),
                       str(c.typlen), str(c.typmod), FORMAT_NAMES.get(fmt, str(fmt)))
+    if named:
+        table.caption = "; ".join(f"table OID {oid} is {name}" for oid, name in named.items())
+        table.caption += "; col is the column's number in that table (attnum)"
+        table.caption_justify = "left"
+        table.caption_style = "dim"
     return table
 
 
