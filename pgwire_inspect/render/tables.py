@@ -137,19 +137,31 @@ def message_line(wm: WireMessage, detail: str = "", extra: RenderableType | None
     if isinstance(extra, Text):
         text.append("  ")
         text.append(extra)
-    text.no_wrap = True
-    text.overflow = "ellipsis"
+    if not isinstance(msg, MalformedMessage):
+        text.no_wrap = True
+        text.overflow = "ellipsis"
     return text
 
 
-def error_text(fields: dict[str, str]) -> Text:
-    """An ErrorResponse/NoticeResponse: severity, SQLSTATE, message, detail, hint, position."""
+def error_text(fields: dict[str, str], sql: str | None = None) -> Text:
+    """An ErrorResponse/NoticeResponse: severity, SQLSTATE, message, detail, hint, position.
+
+    With the query's ``sql``, the position (1-based, in characters) is shown as a caret
+    under the line of the query it points into.
+    """
     text = Text()
     text.append(f"{fields.get('severity', '?')} {fields.get('code', '')}: ", style="bold red")
     text.append(fields.get("message", ""))
     for key in ("detail", "hint", "position", "where"):
         if key in fields:
             text.append(f"\n      {key}: {fields[key]}", style="red")
+    pos = fields.get("position", "")
+    if sql and pos.isdigit() and 0 < int(pos) <= len(sql) + 1:
+        before = sql[: int(pos) - 1]
+        line_start = before.rfind("\n") + 1
+        line_end = sql.find("\n", line_start)
+        line = sql[line_start : None if line_end < 0 else line_end]
+        text.append(f"\n        {line}\n        {' ' * (len(before) - line_start)}^", style="red")
     return text
 
 
@@ -192,7 +204,7 @@ def query_footer(q: QueryExchange) -> Text:
         text.append(" · ")
     if q.error is not None and isinstance(q.error.message, ErrorResponse):
         text.append("ErrorResponse ", style="red")
-        text.append(error_text(q.error.message.notice_fields))
+        text.append(error_text(q.error.message.notice_fields, q.sql))
         text.append("\n  ")
     if q.status is not None:
         text.append("ReadyForQuery ", style="blue")
