@@ -211,6 +211,10 @@ class Connection:
         self.handshake = handshake
         self.keep_messages = keep_messages
         self.parser = ConnectionParser()
+        if not handshake:
+            # Without the SYN the capture may have begun mid-connection.
+            self.parser.frontend.start_midstream()
+            self.parser.backend.start_midstream()
         self.messages: list[WireMessage] = []
         self.startup: list[WireMessage] = []
         self.trailing: list[WireMessage] = []
@@ -228,6 +232,10 @@ class Connection:
         self._portals: dict[str, tuple[str, tuple[int, ...]]] = {}
         self._pending_describe: deque[tuple[QueryExchange, str, str]] = deque()
         self._last_row: tuple[WireMessage, ResultSet] | None = None
+
+    def parser_messages(self) -> list[Message]:
+        """The kept messages themselves, without their frame information."""
+        return [wm.message for wm in self.messages]
 
     # ---------------------------------------------------------------- labels
 
@@ -282,9 +290,11 @@ class Connection:
         """
         if not data:
             return
+        p = self.parser.parser(direction)
+        if self.bytes[direction] == 0 and offset != p.offset:
+            p.offset = offset  # the stream as captured starts at this offset
         self.bytes[direction] += len(data)
         self._chunks[direction].append(_Chunk(offset, offset + len(data), frame, ts))
-        p = self.parser.parser(direction)
         p.receive_data(data)
         self._drain(direction, frame, ts, emit)
 

@@ -148,3 +148,32 @@ def test_orm_demo_rows_hold_the_instances_values(name: str) -> None:
     for inst in ref["instances"]:
         attrs = inst["attributes"]
         assert any(set(attrs.values()) <= set(row.values()) for row in rows), attrs
+
+
+@pytest.mark.parametrize("cut", [0, 1, 7, 100, 333])
+def test_capture_starting_mid_connection_resumes_at_a_boundary(cut: int) -> None:
+    from pgwire_inspect.conversation import ConversationBuilder
+
+    ref = reference("psycopg2-simple")["streams"][0]
+    streams = {d: bytes.fromhex(ref[d]) for d in "FB"}
+    whole = ConversationBuilder()
+    part = ConversationBuilder()
+    for b, skip, handshake in ((whole, 0, True), (part, cut, False)):
+        c = b.open(0, ("127.0.0.1", 1), ("127.0.0.1", 5432), 1, 0.0, handshake)
+        for d in "FB":
+            c.feed(d, skip, streams[d][skip:], 1, 0.0)
+            c.end(d, "FIN", 1, 0.0)
+    full = [(m.direction, m.offset, m.raw) for m in whole.connections[0].parser_messages()]
+    got = part.connections[0].parser_messages()
+    malformed = [m for m in got if isinstance(m, MalformedMessage)]
+    good = [(m.direction, m.offset, m.raw) for m in got if not isinstance(m, MalformedMessage)]
+    # Everything decoded after the cut is a message of the full decode, and only the
+    # bytes before the first boundary in each direction were skipped.
+    assert set(good) <= set(full)
+    for d in "FB":
+        later = [x for x in full if x[0] == d and x[1] >= cut]
+        first_good = min((x[1] for x in good if x[0] == d), default=None)
+        assert first_good is not None
+        assert [x for x in later if x[1] >= first_good] == [x for x in good if x[0] == d]
+        assert first_good - cut <= max(len(x[2]) for x in full if x[0] == d)
+    assert all("middle of the connection" in m.reason for m in malformed)

@@ -259,6 +259,7 @@ class StreamParser:
         self._resync_error = 0
         self._skipped_head = b""
         self._finished = False
+        self._midstream = False
         #: Pending gaps: (index in the buffer where bytes are missing, how many).
         self._gaps: list[tuple[int, int]] = []
         #: Counters: messages decoded, malformed stretches, bytes skipped.
@@ -312,6 +313,12 @@ class StreamParser:
             self.state.frontend_startup = False
         self._resync_reason = reason
 
+    def start_midstream(self) -> None:
+        """The stream's first bytes may be the middle of a message (the capture
+        began after the connection did): find the first message boundary
+        before decoding, and report the bytes skipped to reach it."""
+        self._midstream = True
+
     def finish(self) -> None:
         """Tell the parser the stream has ended: `next_message` then reports leftovers."""
         self._finished = True
@@ -340,6 +347,10 @@ class StreamParser:
             self._buf.clear()
             self._pos = 0
             return NEED_DATA
+        if self._midstream:
+            decided = self._decide_midstream()
+            if decided is not None:
+                return decided
         if self._resync_reason is not None:
             return self._resync()
         avail = self._limit() - self._pos
@@ -498,6 +509,30 @@ class StreamParser:
         self.offset += 1
         return self._resync()
 
+    def _decide_midstream(self) -> NeedData | None:
+        """On a stream that may start mid-message: startup packet, message, or resync?"""
+        buf, pos = self._buf, self._pos
+        avail = self._limit() - pos
+        if avail < 8 and not self._finished:
+            return NEED_DATA
+        self._midstream = False
+        st = self.state
+        if self.direction == "F" and st.frontend_startup and avail >= 8:
+            length, code = struct.unpack_from("!ii", buf, pos)
+            known = code in (SSL_REQUEST_CODE, GSSENC_REQUEST_CODE, CANCEL_REQUEST_CODE) or (
+                code >> 16 == 3)
+            if 8 <= length <= MAX_STARTUP_PACKET_LENGTH and known:
+                return None  # a real connection start: decode the startup phase
+        if self.direction == "F":
+            st.frontend_startup = False
+        if self._plausible(pos) and self._plausible(
+                pos + 1 + _I32.unpack_from(buf, pos + 1)[0]) is not False:
+            return None  # already on a message boundary
+        self._resync_reason = "the capture starts in the middle of the connection"
+        self._resync_start = self._resync_error = self.offset
+        self._skipped_head = b""
+        return None
+
     def _plausible(self, pos: int) -> bool | None:
         """Does a message header start at ``pos``? None: not enough bytes to tell."""
         buf = self._buf
@@ -558,9 +593,12 @@ class StreamParser:
             return NEED_DATA
         return self._report_skipped(resumed=True)
 
-    def _report_skipped(self, *, resumed: bool) -> Message:
+    def _report_skipped(self, *, resumed: bool) -> Message | NeedData:
         start = self._resync_start
         skipped = self.offset - start
+        if skipped == 0 and resumed:
+            self._resync_reason = None
+            return self.next_message()
         reason = self._resync_reason or "garbage"
         if resumed:
             self._resync_reason = None
