@@ -121,7 +121,8 @@ def render_orm_run(console: Console, linked: LinkedRun, *, rows: int = 10,
         console.print(Text("The ORM's connection was not captured: nothing to show on the wire.",
                            style="red"))
         return
-    console.rule(connection_header(conn), align="left")
+    console.rule(style="dim")
+    console.print(connection_header(conn))
     console.print(startup_summary(conn) if show_all else Text(
         f"  startup: {len(conn.startup)} messages (StartupMessage, Authentication, "
         "ParameterStatus, BackendKeyData, ReadyForQuery); --all shows them", style="dim"))

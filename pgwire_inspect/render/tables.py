@@ -219,15 +219,15 @@ def row_description_table(conn: Connection, result: ResultSet,
     """The RowDescription of a result as a table, one line per column."""
     where = f"frame {result.description.frame}" if result.description else "from Describe"
     table = Table(title=f"RowDescription ({where})", title_justify="left", box=box.SIMPLE_HEAD,
-                  title_style="bold blue", pad_edge=False)
-    table.add_column("#", justify="right", style="dim")
+                  title_style="bold blue", pad_edge=False, padding=(0, 1, 0, 0))
+    table.add_column("#", justify="right", style="dim", no_wrap=True)
     table.add_column("column name", style="bold", overflow="fold")
-    table.add_column("table OID", justify="right")
-    table.add_column("col", justify="right")
-    table.add_column("type OID", justify="right")
+    table.add_column("table\nOID", justify="right", no_wrap=True)
+    table.add_column("col", justify="right", no_wrap=True)
+    table.add_column("type\nOID", justify="right", no_wrap=True)
     table.add_column("type", no_wrap=True)
-    table.add_column("typlen", justify="right")
-    table.add_column("typmod", justify="right")
+    table.add_column("typlen", justify="right", no_wrap=True)
+    table.add_column("typmod", justify="right", no_wrap=True)
     table.add_column("format", no_wrap=True)
     named: dict[int, str] = {}
     for i, c in enumerate(result.columns):
@@ -258,8 +258,8 @@ def data_row_table(conn: Connection, result: ResultSet, row: WireMessage, number
     table = Table(title=f"DataRow {number} (frame {row.frame}, byte {msg.offset}, "
                         f"{msg.length} bytes)",
                   title_justify="left", box=box.SIMPLE_HEAD, title_style="bold blue",
-                  pad_edge=False)
-    table.add_column("column", style="bold")
+                  pad_edge=False, padding=(0, 1, 0, 0))
+    table.add_column("column", style="bold", overflow="fold")
     table.add_column("length", justify="right")
     table.add_column("raw bytes (hex)", overflow="fold")
     table.add_column("value", overflow="fold")
