@@ -108,7 +108,8 @@ def cli(ctx: click.Context, debug: bool, no_color: bool) -> None:
 @cli.command()
 @click.argument("capture", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--port", "ports", type=int, multiple=True,
-              help="PostgreSQL server port to decode (default 5432; repeat for several).")
+              help="Decode only this server port (repeat for several). Default: port 5432 and "
+                   "PostgreSQL found on any other port by the shape of its first messages.")
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table",
               show_default=True, help="Tables for people, JSON lines for scripts.")
 @click.option("--rows", type=int, default=5, show_default=True,
@@ -131,7 +132,7 @@ def read(ctx: Ctx, capture: str, ports: tuple[int, ...], fmt: str, rows: int,
 
     source = sys.stdin.buffer if capture == "-" else capture
     cap = open_capture(source)
-    port_set = ports or (5432,)
+    port_set = ports or None
     if fmt == "jsonl":
         from .render.jsonl import JsonLinesWriter
 
@@ -145,9 +146,12 @@ def read(ctx: Ctx, capture: str, ports: tuple[int, ...], fmt: str, rows: int,
         ctx.err.print(f"[yellow]warning:[/] {problem}", highlight=False)
     for reason, count in decoded.skipped.items():
         ctx.err.print(f"[yellow]warning:[/] {count} frame(s) skipped: {reason}")
+    if decoded.ignored:
+        ctx.err.print(f"{decoded.ignored} other TCP connection(s) do not look like PostgreSQL "
+                      "and are not shown (--port N decodes a port regardless)", style="dim")
     if not decoded.connections:
-        ctx.err.print(f"[yellow]no TCP connection on port {', '.join(map(str, port_set))} "
-                      f"in {decoded.frames} frames[/] (--port chooses another port)")
+        where = f"on port {', '.join(map(str, ports))}" if ports else "that looks like PostgreSQL"
+        ctx.err.print(f"[yellow]no TCP connection {where} in {decoded.frames} frames[/]")
 
 
 def _catalog_for(dsn: str, decoded: Any) -> Any:

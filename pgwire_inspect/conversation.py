@@ -204,6 +204,8 @@ class Connection:
     def __init__(self, conn: int, client: tuple[str, int], server: tuple[str, int],
                  frame: int, ts: float, handshake: bool, *, keep_messages: bool = True) -> None:
         self.id = conn
+        #: The number the caller opened it with (`id` may be renumbered for display).
+        self.key = conn
         self.client = client
         self.server = server
         self.first_frame = frame
@@ -232,6 +234,30 @@ class Connection:
         self._portals: dict[str, tuple[str, tuple[int, ...]]] = {}
         self._pending_describe: deque[tuple[QueryExchange, str, str]] = deque()
         self._last_row: tuple[WireMessage, ResultSet] | None = None
+
+    def relabel(self, new: dict[int, WireMessage]) -> None:
+        """Replace kept messages by new ones (keyed by ``id()`` of the old ones).
+
+        Used when a connection is renumbered after some messages were decoded.
+        """
+        def swap(items: list[WireMessage]) -> list[WireMessage]:
+            return [new.get(id(w), w) for w in items]
+
+        self.messages = swap(self.messages)
+        self.startup = swap(self.startup)
+        self.trailing = swap(self.trailing)
+        self.malformed = swap(self.malformed)
+        for q in self.queries:
+            q.requests = swap(q.requests)
+            q.responses = swap(q.responses)
+            if q.error is not None:
+                q.error = new.get(id(q.error), q.error)
+            for r in q.results:
+                r.rows = swap(r.rows)
+                if r.description is not None:
+                    r.description = new.get(id(r.description), r.description)
+                if r.complete is not None:
+                    r.complete = new.get(id(r.complete), r.complete)
 
     def parser_messages(self) -> list[Message]:
         """The kept messages themselves, without their frame information."""
@@ -543,7 +569,7 @@ class ConversationBuilder:
         return c
 
     def get(self, conn: int) -> Connection:
-        """The connection numbered ``conn``."""
+        """The connection opened as ``conn``."""
         return self._by_id[conn]
 
     def data(self, conn: int, direction: str, offset: int, data: bytes, frame: int,

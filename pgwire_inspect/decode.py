@@ -7,7 +7,7 @@ flow"); the CLI, the live ORM runner and the Python API all call it.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .capture import Frame, decode_frame
 from .conversation import Connection, ConversationBuilder, QueryExchange, WireMessage
@@ -32,6 +32,8 @@ class Decoded:
         truncated: frames cut short by the snapshot length.
         problems: other one-line warnings (a truncated capture file ...).
         kept_frames: the frames, when the caller asked to keep them (for --hexdump).
+        ignored: TCP connections left out because they are not PostgreSQL
+            (only when looking on every port).
     """
 
     connections: list[Connection] = field(default_factory=list)
@@ -41,6 +43,7 @@ class Decoded:
     truncated: int = 0
     problems: list[str] = field(default_factory=list)
     kept_frames: list[Frame] = field(default_factory=list)
+    ignored: int = 0
 
     @property
     def queries(self) -> list[QueryExchange]:
@@ -51,6 +54,83 @@ class Decoded:
     def messages(self) -> list[WireMessage]:
         """Every kept message of every connection, connection by connection."""
         return [m for c in self.connections for m in c.messages]
+
+
+_STARTUP_NAMES = frozenset({"StartupMessage", "SSLRequest", "GSSENCRequest", "CancelRequest"})
+#: Messages a connection first seen mid-stream must decode cleanly before it is
+#: taken for PostgreSQL.
+_MIDSTREAM_PROOF = 4
+
+
+class _Router:
+    """Decides which connections are PostgreSQL and numbers the ones shown.
+
+    With fixed ports every connection on them is shown. With ports=None,
+    a connection is shown when it is on a default port, when its frontend
+    starts with a startup packet, or when it was caught mid-stream and its
+    first messages decode cleanly; messages wait (in order) until then.
+    """
+
+    def __init__(self, auto: bool, emit: Callable[[WireMessage, Connection], None] | None
+                 ) -> None:
+        self.auto = auto
+        self.emit = emit
+        self.next_id = 0
+        self.state: dict[int, str] = {}  # builder key -> "pending" | "shown" | "ignored"
+        self.waiting: dict[int, list[WireMessage]] = {}
+        self.good: dict[int, int] = {}
+
+    def opened(self, key: int, conn: Connection) -> None:
+        if not self.auto or conn.server[1] in DEFAULT_PORTS:
+            self._show(key, conn)
+        else:
+            self.state[key] = "pending"
+            self.waiting[key] = []
+            self.good[key] = 0
+
+    def _show(self, key: int, conn: Connection) -> None:
+        self.state[key] = "shown"
+        conn.id = self.next_id
+        self.next_id += 1
+        waiting = self.waiting.pop(key, [])
+        if waiting:
+            fixed = [replace(wm, conn=conn.id) for wm in waiting]
+            if conn.keep_messages:
+                index = {id(old): new for old, new in zip(waiting, fixed, strict=True)}
+                conn.relabel(index)
+            if self.emit is not None:
+                for wm in fixed:
+                    self.emit(wm, conn)
+
+    def message(self, key: int, wm: WireMessage, conn: Connection) -> None:
+        state = self.state.get(key)
+        if state == "shown":
+            if self.emit is not None:
+                self.emit(wm, conn)
+            return
+        if state != "pending":
+            return
+        self.waiting[key].append(wm)
+        name = wm.message.name
+        if name == "MalformedMessage":
+            self.state[key] = "ignored"
+            self.waiting.pop(key, None)
+        elif (name in _STARTUP_NAMES and wm.direction == "F") or (
+                self.good.get(key, 0) + 1 >= _MIDSTREAM_PROOF):
+            self._show(key, conn)
+        else:
+            self.good[key] = self.good.get(key, 0) + 1
+
+    def ended(self, key: int, conn: Connection) -> None:
+        if self.state.get(key) == "pending" and self.good.get(key, 0) > 0 and all(
+                d in conn.ended for d in "FB"):
+            self._show(key, conn)
+
+    def shown(self, key: int) -> bool:
+        return self.state.get(key) == "shown"
+
+    def ignored(self, key: int) -> bool:
+        return self.state.get(key) == "ignored"
 
 
 def decode_frames(
@@ -66,7 +146,12 @@ def decode_frames(
 
     Args:
         frames: the frames, in capture order.
-        ports: TCP ports of PostgreSQL servers to look at; None: every TCP connection.
+        ports: TCP ports of PostgreSQL servers to decode. None finds PostgreSQL
+            on any port: connections on port 5432, and connections whose
+            frontend starts with a startup packet (StartupMessage, SSLRequest,
+            GSSENCRequest, CancelRequest) or, caught mid-stream, whose first
+            messages decode cleanly; other TCP connections are counted in
+            ``Decoded.ignored``.
         client_ports: if given, keep only connections from these client ports.
         keep_messages: keep every message on its connection (the table views need it).
         keep_frames: keep the frames themselves in `Decoded.kept_frames`.
@@ -75,28 +160,38 @@ def decode_frames(
     Returns:
         The `Decoded` result. Frames that cannot be decoded are counted in
         ``skipped``, never fatal; messages decoded before any problem are kept.
+        Connections are numbered 0.. in the order they were first seen.
     """
     out = Decoded()
-    builder = ConversationBuilder(keep_messages=keep_messages, emit=emit)
+    router = _Router(ports is None, emit)
+    builder = ConversationBuilder(keep_messages=keep_messages)
     reasm = Reassembler(server_ports=ports)
-    wanted: dict[int, int] = {}  # the reassembler's connection number -> ours
+    tracked: set[int] = set()
+
+    def route(wm: WireMessage, conn: Connection) -> None:
+        router.message(conn.key, wm, conn)
+
+    builder.emit = route
 
     def handle(events: list[object]) -> None:
         for ev in events:
             if isinstance(ev, StreamData):
-                if ev.conn in wanted:
-                    builder.data(wanted[ev.conn], ev.direction, ev.offset, ev.data, ev.frame,
-                                 ev.ts)
+                if ev.conn in tracked and not router.ignored(ev.conn):
+                    builder.data(ev.conn, ev.direction, ev.offset, ev.data, ev.frame, ev.ts)
             elif isinstance(ev, ConnectionStarted):
                 if client_ports is None or ev.client[1] in client_ports:
-                    wanted[ev.conn] = n = len(builder.connections)
-                    builder.open(n, ev.client, ev.server, ev.frame, ev.ts, ev.handshake)
+                    tracked.add(ev.conn)
+                    conn = builder.open(ev.conn, ev.client, ev.server, ev.frame, ev.ts,
+                                        ev.handshake)
+                    router.opened(ev.conn, conn)
             elif isinstance(ev, StreamGap):
-                if ev.conn in wanted:
-                    builder.gap(wanted[ev.conn], ev.direction, ev.offset, ev.length,
+                if ev.conn in tracked and not router.ignored(ev.conn):
+                    builder.gap(ev.conn, ev.direction, ev.offset, ev.length,
                                 ev.frame_before, ev.frame_after)
-            elif isinstance(ev, StreamEnd) and ev.conn in wanted:
-                builder.end(wanted[ev.conn], ev.direction, ev.reason, ev.frame, ev.ts)
+            elif isinstance(ev, StreamEnd) and ev.conn in tracked:
+                if not router.ignored(ev.conn):
+                    builder.end(ev.conn, ev.direction, ev.reason, ev.frame, ev.ts)
+                    router.ended(ev.conn, builder.get(ev.conn))
 
     for frame in frames:
         out.frames += 1
@@ -117,6 +212,7 @@ def decode_frames(
             out.truncated += 1
         handle(list(reasm.feed(seg)))
     handle(list(reasm.finish()))
-    # Connections kept are numbered 0.. in order of their first packet.
-    out.connections = builder.connections
+    out.connections = sorted((c for c in builder.connections if router.shown(c.key)),
+                             key=lambda c: c.id)
+    out.ignored = sum(1 for c in builder.connections if not router.shown(c.key))
     return out

@@ -31,17 +31,16 @@ def render_connection_list(console: Console, decoded: Decoded) -> None:
     """A table of the connections found."""
     table = Table(title=f"{len(decoded.connections)} connection(s) in {decoded.frames} frames",
                   title_justify="left", box=box.SIMPLE_HEAD, title_style="bold")
-    table.add_column("conn", justify="right")
-    table.add_column("client", no_wrap=True)
-    table.add_column("server", no_wrap=True)
-    table.add_column("frame", justify="right")
-    table.add_column("F/B msgs", justify="right")
-    table.add_column("queries", justify="right")
-    table.add_column("holds", min_width=12)
+    table.add_column("conn", justify="right", no_wrap=True)
+    table.add_column("client → server", overflow="fold")
+    table.add_column("first\nframe", justify="right", no_wrap=True)
+    table.add_column("messages\nF / B", justify="right", no_wrap=True)
+    table.add_column("queries", justify="right", no_wrap=True)
+    table.add_column("what it holds", overflow="fold", min_width=12)
     for c in decoded.connections:
         verdict = c.verdict
-        table.add_row(str(c.id), c.client_text, c.server_text, str(c.first_frame),
-                      f"{c.counts['F']}/{c.counts['B']}", str(len(c.queries)),
+        table.add_row(str(c.id), f"{c.client_text} → {c.server_text}", str(c.first_frame),
+                      f"{c.counts['F']} / {c.counts['B']}", str(len(c.queries)),
                       Text(verdict, style="green" if verdict == "PostgreSQL" else "yellow"))
     console.print(table)
 
