@@ -188,10 +188,10 @@ def decode_frames(
                 if ev.conn in tracked and not router.ignored(ev.conn):
                     builder.gap(ev.conn, ev.direction, ev.offset, ev.length,
                                 ev.frame_before, ev.frame_after)
-            elif isinstance(ev, StreamEnd) and ev.conn in tracked:
-                if not router.ignored(ev.conn):
-                    builder.end(ev.conn, ev.direction, ev.reason, ev.frame, ev.ts)
-                    router.ended(ev.conn, builder.get(ev.conn))
+            elif (isinstance(ev, StreamEnd) and ev.conn in tracked
+                  and not router.ignored(ev.conn)):
+                builder.end(ev.conn, ev.direction, ev.reason, ev.frame, ev.ts)
+                router.ended(ev.conn, builder.get(ev.conn))
 
     for frame in frames:
         out.frames += 1

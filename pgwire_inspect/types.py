@@ -277,6 +277,22 @@ def _check_binary(oid: int, data: Buffer, depth: int = 0) -> str | None:
         return None if n == size else f"expected {size} bytes, got {n}"
     if depth > _MAX_DEPTH:
         return "values nested too deep"
+    if oid in _ARRAY_OIDS:  # ndim, flags, element OID, (size, lower bound) per dim, items
+        if n < 12:
+            return f"array header needs 12 bytes, got {n}"
+        ndim, flags, elem_oid = _ARRAY_HEAD.unpack_from(data)
+        pos = 12 + 8 * ndim
+        if not 0 <= ndim <= _MAX_DIMS or flags not in (0, 1) or n < pos:
+            return f"bad array header (ndim {ndim}, flags {flags}, {n} bytes)"
+        count = 1 if ndim else 0
+        for d in range(ndim):
+            (dim,) = _I32.unpack_from(data, 12 + 8 * d)
+            if dim < 0:
+                return f"negative array dimension {dim}"
+            count *= dim
+        if count > (n - pos) // 4:
+            return f"array of {count} elements in {n} bytes"
+        return _trailing(data, *_check_items(data, pos, elem_oid, count, depth))
     if oid == _NUMERIC_OID:
         ndigits = _NUMERIC_HEAD.unpack_from(data)[0] if n >= 8 else -1
         return None if ndigits >= 0 and n == 8 + 2 * ndigits else f"bad numeric of {n} bytes"
@@ -286,7 +302,7 @@ def _check_binary(oid: int, data: Buffer, depth: int = 0) -> str | None:
             return None if n == 1 else "bad empty range"
         bounds = (not flags & 0x08) + (not flags & 0x10)  # RANGE_LB_INF, RANGE_UB_INF
         return _trailing(data, *_check_items(data, 1, _RANGE_SUBTYPES[oid], bounds, depth))
-    if oid not in _ARRAY_OIDS and oid != _RECORD_OID and oid not in _MULTIRANGE_RANGES:
+    if oid != _RECORD_OID and oid not in _MULTIRANGE_RANGES:
         return None
     if n < 4:
         return f"header needs 4 bytes, got {n}"
@@ -295,30 +311,18 @@ def _check_binary(oid: int, data: Buffer, depth: int = 0) -> str | None:
         if not 0 <= count <= (n - 4) // 5:
             return f"{count} ranges in {n} bytes"
         return _trailing(data, *_check_items(data, 4, _MULTIRANGE_RANGES[oid], count, depth))
-    if oid == _RECORD_OID:  # count, then (type OID, length-prefixed value) per field
-        if not 0 <= count <= (n - 4) // 8:
-            return f"{count} fields in {n} bytes"
-        pos, reason = 4, None
-        for i in range(count):
-            if pos + 4 > n:
-                return f"field {i} of {count} missing"
-            (field_oid,) = _OID.unpack_from(data, pos)
-            pos, reason = _check_items(data, pos + 4, field_oid, 1, depth)
-            if reason:
-                return f"field {i}: {reason}"
-        return _trailing(data, pos, None)
-    # array: ndim, flags, element OID, (size, lower bound) per dimension, items
-    if n < 12:
-        return f"array header needs 12 bytes, got {n}"
-    ndim, flags, elem_oid = _ARRAY_HEAD.unpack_from(data)
-    pos = 12 + 8 * ndim
-    if not 0 <= ndim <= _MAX_DIMS or flags not in (0, 1) or n < pos:
-        return f"bad array header (ndim {ndim}, flags {flags}, {n} bytes)"
-    dims = [_I32.unpack_from(data, 12 + 8 * d)[0] for d in range(ndim)]
-    count = math.prod(dims) if dims else 0
-    if min(dims, default=0) < 0 or count > (n - pos) // 4:
-        return f"array of dimensions {dims} in {n} bytes"
-    return _trailing(data, *_check_items(data, pos, elem_oid, count, depth))
+    # record: count, then (type OID, length-prefixed value) per field
+    if not 0 <= count <= (n - 4) // 8:
+        return f"{count} fields in {n} bytes"
+    pos = 4
+    for i in range(count):
+        if pos + 4 > n:
+            return f"field {i} of {count} missing"
+        (field_oid,) = _OID.unpack_from(data, pos)
+        pos, reason = _check_items(data, pos + 4, field_oid, 1, depth)
+        if reason:
+            return f"field {i}: {reason}"
+    return _trailing(data, pos, None)
 
 
 def _check_items(
@@ -331,6 +335,16 @@ def _check_items(
     """
     n = len(data)
     size = _FIXED_BINARY_SIZE.get(oid)
+    if size is not None and n == pos + count * (4 + size):
+        # No NULLs: every length word is ``size``; compare them byte-wise, in C.
+        w, step = _I32.pack(size), 4 + size
+        if (
+            data[pos::step] == w[:1] * count
+            and data[pos + 1 :: step] == w[1:2] * count
+            and data[pos + 2 :: step] == w[2:3] * count
+            and data[pos + 3 :: step] == w[3:] * count
+        ):
+            return n, None
     for i in range(count):
         if pos + 4 > n:
             return pos, f"item {i} of {count} missing"

@@ -148,8 +148,11 @@ def test_prepare_url_notices() -> None:
 
 FORM = "expected postgresql://user:password@host:port/dbname"
 BAD_URLS = [
-    ("postgresql://u@h/db", "asyncpg", "driver asyncpg is not supported yet"),
-    ("postgresql://u@h/db", "pg8000", "unknown driver 'pg8000': expected one of psycopg2, psycopg"),
+    (
+        "postgresql://u@h/db",
+        "pg8000",
+        "unknown driver 'pg8000': expected one of psycopg2, psycopg, asyncpg",
+    ),
     ("mysql://u:pw@h/db", "psycopg2", f"not a PostgreSQL DSN: mysql://u:***@h/db: {FORM}"),
     ("host=h dbname=db", "psycopg2", f"cannot parse DSN 'host=h dbname=db': {FORM}"),
 ]

@@ -260,7 +260,7 @@ def test_latin1_session(conn: psycopg.Connection[Any]) -> None:
             cur = latin1.cursor()
             cur.execute("""SELECT '{"k": "é"}'::json, '{"k": "é"}'::jsonb""", binary=binary)
             res = cur.pgresult
-            assert res is not None and b"\xe9" in res.get_value(0, 0)
+            assert res is not None and b"\xe9" in (res.get_value(0, 0) or b"")
             for col in (0, 1):
                 assert dec.decode(res.ftype(col), int(binary), res.get_value(0, col)) == {"k": "é"}
             with pytest.raises(UnicodeDecodeError):
@@ -284,6 +284,7 @@ def test_datestyle(style: str) -> None:
         cur.execute("SELECT '2024-03-01 12:34:56.789+00'::timestamptz", binary=False)
         assert cur.pgresult is not None
         raw = cur.pgresult.get_value(0, 0)
+        assert raw is not None
         with pytest.raises(NotImplementedError):
             cur.fetchone()
         assert dec.decode(1184, 0, raw) == raw.decode() and "2024" in raw.decode()
@@ -298,6 +299,7 @@ def test_intervalstyle(style: str) -> None:
         cur.execute("SELECT '1 year 2 mons 3 days 04:05:06.5'::interval", binary=False)
         assert cur.pgresult is not None
         raw = cur.pgresult.get_value(0, 0)
+        assert raw is not None
         with pytest.raises(NotImplementedError):
             cur.fetchone()
         assert dec.decode(1186, 0, raw) == raw.decode()

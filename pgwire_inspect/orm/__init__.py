@@ -13,6 +13,12 @@ Typical use::
     ensure_demo_data(url)
     run = run_orm(url, demo_program(), on_connect=capture.follow_port)
 
+Drivers: ``psycopg2`` (sync), ``psycopg`` (psycopg 3: sync, or its asyncio
+mode when a step is ``async def``) and ``asyncpg`` (always through
+SQLAlchemy's asyncio extension, as FastAPI apps use it; sync steps run
+through ``AsyncSession.run_sync``). The demo program has both forms of each
+step.
+
 What reaches the wire but is not a ``RecordedStatement`` (measured with
 SQLAlchemy 2.1, psycopg2 2.9 and psycopg 3.3 against PostgreSQL 15; the
 caller marks wire queries that match no recorded statement as set-up):
@@ -42,12 +48,49 @@ Parse/Bind/Describe/Execute/Sync with ``$n`` placeholders (``wire_sql`` is
 the Parse text, the values travel in Bind) and one without parameters as a
 simple Query (``wire_sql`` is its text); from the fifth execution of the same
 query it prepares a named statement and later sends only Bind/Execute.
+
+Async drivers (SQLAlchemy's asyncio extension, ``run_orm`` with asyncpg, or
+with psycopg when a step is ``async def``): the events are those of the
+async engine's ``sync_engine`` and record the same things. psycopg 3 in its
+async mode puts on the wire exactly what its sync mode does (above).
+asyncpg (0.32, measured the same way) differs:
+
+* Its StartupMessage carries ``client_encoding='utf-8'`` besides user and
+  database (and any ``server_settings``), and no SSLRequest comes first
+  because ``prepare_url`` gives it ``ssl=False``.
+* Every statement, the dialect's initialisation queries included, is
+  prepared under a name: Parse (``__asyncpg_stmt_1__``, a hexadecimal
+  counter that runs across the whole process, not per connection), Describe
+  (statement), Flush; then Bind (every result column asked for in binary
+  format), Execute, Sync. ``wire_sql`` is the statement text as SQLAlchemy
+  handed it to the cursor, which is exactly the Parse query: the asyncpg
+  dialect writes ``$1::VARCHAR`` placeholders itself, and ``parameters``
+  is the tuple of values sent in Bind. SQLAlchemy keeps each connection's
+  prepared statements (``prepared_statement_cache_size``, 100), so running
+  the same SQL again on the connection sends only Bind/Execute/Sync with
+  the earlier name.
+* The initialisation runs inside ``BEGIN;`` ... ``ROLLBACK;`` (simple
+  Queries, with the semicolon); ``show transaction isolation level`` goes
+  through asyncpg's Parse/Bind like the others but passes no event. There
+  is no ``hstore`` lookup. The dialect's ``on_connect`` registers asyncpg
+  codecs for ``json`` and ``jsonb`` (``set_type_codec``), which sends
+  nothing: both are built-in types asyncpg knows by OID.
+* Transaction control is ``BEGIN;`` before the first statement and
+  ``ROLLBACK;``/``COMMIT;`` at its end, then Terminate.
+* A statement whose parameter or result types are not built in (an enum, a
+  domain, a composite, an extension's type) makes asyncpg introspect them
+  the first time the connection meets them, between the statement's
+  Parse/Describe/Flush and its Bind: ``SELECT current_setting('jit') ...
+  set_config('jit', 'off', false)``, then ``WITH RECURSIVE typeinfo_tree(``
+  ... over ``pg_type`` with the type OIDs in Bind, then ``set_config('jit',
+  $1, false)`` to restore the setting, each prepared under its own
+  ``__asyncpg_stmt_N__`` name. No event sees any of this.
 """
 
 from __future__ import annotations
 
 from pgwire_inspect.orm._demo import DEMO_USERS, DemoBase, User, demo_program, ensure_demo_data
-from pgwire_inspect.orm._loader import callable_program, load_callable
+from pgwire_inspect.orm._loader import callable_program, is_async_callable, load_callable
 from pgwire_inspect.orm._model import (
     InstanceRecord,
     OrmRun,
@@ -56,9 +99,10 @@ from pgwire_inspect.orm._model import (
     RecordedStatement,
 )
 from pgwire_inspect.orm._runner import run_orm
-from pgwire_inspect.orm._url import DRIVERS, PreparedUrl, prepare_url
+from pgwire_inspect.orm._url import ASYNC_DRIVERS, DRIVERS, PreparedUrl, prepare_url
 
 __all__ = [
+    "ASYNC_DRIVERS",
     "DEMO_USERS",
     "DRIVERS",
     "DemoBase",
@@ -72,6 +116,7 @@ __all__ = [
     "callable_program",
     "demo_program",
     "ensure_demo_data",
+    "is_async_callable",
     "load_callable",
     "prepare_url",
     "run_orm",

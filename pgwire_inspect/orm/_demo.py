@@ -7,7 +7,10 @@ users if missing; it never changes or deletes other rows.
 
 from __future__ import annotations
 
-from sqlalchemy import Integer, String, create_engine, select, text
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, Integer, String, create_engine, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -15,8 +18,11 @@ from sqlalchemy.pool import NullPool
 
 from pgwire_inspect.errors import OrmRunError
 from pgwire_inspect.orm._model import OrmStep
-from pgwire_inspect.orm._runner import connect_args, connect_error
-from pgwire_inspect.orm._url import PreparedUrl, prepare_url
+from pgwire_inspect.orm._runner import connect_error, engine_connect_args
+from pgwire_inspect.orm._url import ASYNC_ONLY_DRIVERS, PreparedUrl, prepare_url
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 __all__ = ["DEMO_USERS", "DemoBase", "User", "demo_program", "ensure_demo_data"]
 
@@ -63,67 +69,119 @@ class User(DemoBase):
         return f"User(id={self.id!r}, username={self.username!r}, email={self.email!r})"
 
 
-def ensure_demo_data(url: PreparedUrl | str, *, connect_timeout: float = 10) -> None:
-    """Create the ``users`` table if missing and insert the demo users if missing.
+def _set_up(connection: Connection) -> None:
+    """Create the table and rows in one transaction holding the set-up lock."""
+    with connection.begin():
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SETUP_LOCK_KEY})
+        DemoBase.metadata.create_all(connection, checkfirst=True)
+        rows = [
+            {"id": i, "username": u, "email": e, "hashed_password": h} for i, u, e, h in DEMO_USERS
+        ]
+        inserted = connection.execute(
+            insert(User).values(rows).on_conflict_do_nothing().returning(User.id)
+        ).all()
+        if inserted:
+            connection.execute(
+                text(
+                    "SELECT setval(pg_get_serial_sequence('users', 'id'), "
+                    "(SELECT max(id) FROM users))"
+                )
+            )
 
-    Runs on its own short-lived connection (not the one ``run_orm`` records),
-    in one transaction holding an advisory lock so concurrent set-ups do not
-    race. Rows are inserted with ``ON CONFLICT DO NOTHING`` and the ``id``
-    sequence is moved past the largest id afterwards.
 
-    Args:
-        url: a prepared URL, or a DSN string to prepare with the default driver.
-        connect_timeout: seconds to wait for the connection, rounded up to whole
-            seconds (psycopg 3 waits at least 2).
-
-    Raises:
-        OrmRunError: the server cannot be reached, or the table exists with a
-            shape the demo cannot use.
-    """
-    prepared = prepare_url(url) if isinstance(url, str) else url
+def _set_up_sync(prepared: PreparedUrl, connect_timeout: float) -> None:
     engine = create_engine(
-        prepared.url, poolclass=NullPool, connect_args=connect_args(connect_timeout)
+        prepared.url,
+        poolclass=NullPool,
+        connect_args=engine_connect_args(prepared, connect_timeout),
     )
     try:
         try:
             connection = engine.connect()
         except SQLAlchemyError as exc:
             raise OrmRunError(connect_error(prepared, exc)) from None
-        with connection, connection.begin():
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SETUP_LOCK_KEY})
-            DemoBase.metadata.create_all(connection, checkfirst=True)
-            rows = [
-                {"id": i, "username": u, "email": e, "hashed_password": h}
-                for i, u, e, h in DEMO_USERS
-            ]
-            inserted = connection.execute(
-                insert(User).values(rows).on_conflict_do_nothing().returning(User.id)
-            ).all()
-            if inserted:
-                connection.execute(
-                    text(
-                        "SELECT setval(pg_get_serial_sequence('users', 'id'), "
-                        "(SELECT max(id) FROM users))"
-                    )
-                )
+        with connection:
+            _set_up(connection)
+    finally:
+        engine.dispose()
+
+
+def _set_up_async(prepared: PreparedUrl, connect_timeout: float) -> None:
+    from pgwire_inspect.orm._async_runner import async_engine, run_coroutine
+
+    async def set_up() -> None:
+        engine = async_engine(prepared, connect_timeout)
+        try:
+            try:
+                connection = await engine.connect()
+            except Exception as exc:  # asyncpg raises socket errors unwrapped
+                raise OrmRunError(connect_error(prepared, exc)) from None
+            try:
+                await connection.run_sync(_set_up)
+            finally:
+                await connection.close()
+        finally:
+            await engine.dispose()
+
+    run_coroutine(set_up)
+
+
+def ensure_demo_data(url: PreparedUrl | str, *, connect_timeout: float = 10) -> None:
+    """Create the ``users`` table if missing and insert the demo users if missing.
+
+    Runs on its own short-lived connection (not the one ``run_orm`` records),
+    with the URL's driver (asyncpg through SQLAlchemy's asyncio extension), in
+    one transaction holding an advisory lock so concurrent set-ups do not
+    race. Rows are inserted with ``ON CONFLICT DO NOTHING`` and the ``id``
+    sequence is moved past the largest id afterwards.
+
+    Args:
+        url: a prepared URL, or a DSN string to prepare with the default driver.
+        connect_timeout: seconds to wait for the connection, rounded up to whole
+            seconds by psycopg2 and psycopg (psycopg 3 waits at least 2).
+
+    Raises:
+        OrmRunError: the server cannot be reached, or the table exists with a
+            shape the demo cannot use.
+    """
+    prepared = prepare_url(url) if isinstance(url, str) else url
+    try:
+        if prepared.driver in ASYNC_ONLY_DRIVERS:
+            _set_up_async(prepared, connect_timeout)
+        else:
+            _set_up_sync(prepared, connect_timeout)
     except DBAPIError as exc:
         first = str(exc.orig).strip().splitlines()
         raise OrmRunError(
             f"cannot set up the demo table users: {first[0] if first else exc}"
         ) from None
-    finally:
-        engine.dispose()
+
+
+async def _first_named_demo(session: AsyncSession) -> User | None:
+    result = await session.execute(select(User).filter(User.username == "Demo"))
+    return result.scalars().first()
+
+
+async def _all_users(session: AsyncSession) -> Sequence[User]:
+    return (await session.scalars(select(User).order_by(User.id))).all()
 
 
 def demo_program() -> list[OrmStep]:
-    """The demo: three steps in one Session, showing SQL, no SQL, and SQL again.
+    """The demo: three steps in one session, showing SQL, no SQL, and SQL again.
 
     1. ``session.query(User).filter(User.username == "Demo").first()``: the
-       legacy Query API (columns labelled ``users_id`` ...).
-    2. ``session.get(User, 1)``: answered from the identity map, sends nothing.
+       legacy Query API (columns labelled ``users_id`` ..., ``LIMIT``).
+       ``AsyncSession`` has no ``query()``: the async form is
+       ``(await session.execute(select(User).filter(User.username ==
+       "Demo"))).scalars().first()`` (columns ``id`` ..., no ``LIMIT``).
+    2. ``session.get(User, 1)`` / ``await session.get(User, 1)``: answered
+       from the identity map, sends nothing.
     3. ``session.scalars(select(User).order_by(User.id)).all()``: the 2.0
        API (columns ``id`` ...); Demo comes back from the identity map, alice
-       is built from her row.
+       is built from her row. Async: ``(await session.scalars(...)).all()``.
+
+    Every step has a sync and an async form (``OrmStep.arun``), so the demo
+    runs with every driver.
 
     Returns:
         The three ``OrmStep`` objects.
@@ -133,15 +191,23 @@ def demo_program() -> list[OrmStep]:
             label="legacy Query: first user named Demo",
             code='session.query(User).filter(User.username == "Demo").first()',
             run=lambda session: session.query(User).filter(User.username == "Demo").first(),
+            arun=_first_named_demo,
+            async_code='(await session.execute(select(User).filter(User.username == "Demo")))'
+            ".scalars().first()",
+            async_label="select with filter: first user named Demo",
         ),
         OrmStep(
             label="Session.get by primary key",
             code="session.get(User, 1)",
             run=lambda session: session.get(User, 1),
+            arun=lambda session: session.get(User, 1),
+            async_code="await session.get(User, 1)",
         ),
         OrmStep(
             label="2.0 select: all users",
             code="session.scalars(select(User).order_by(User.id)).all()",
             run=lambda session: session.scalars(select(User).order_by(User.id)).all(),
+            arun=_all_users,
+            async_code="(await session.scalars(select(User).order_by(User.id))).all()",
         ),
     ]

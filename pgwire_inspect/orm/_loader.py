@@ -8,6 +8,7 @@ the colon is looked up in it.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from typing import Any
 from pgwire_inspect.errors import OrmRunError
 from pgwire_inspect.orm._model import OrmStep
 
-__all__ = ["callable_program", "load_callable"]
+__all__ = ["callable_program", "is_async_callable", "load_callable"]
 
 _FORM = "module:function (e.g. myapp.queries:load_users)"
 
@@ -72,17 +73,39 @@ def load_callable(spec: str) -> Callable[..., Any]:
     return obj
 
 
-def callable_program(fn: Callable[..., Any], spec: str) -> list[OrmStep]:
-    """A program of one step: ``fn(session)``.
+def is_async_callable(fn: Callable[..., Any]) -> bool:
+    """Whether calling ``fn`` returns a coroutine (``async def``, or an object with one).
 
     Args:
-        fn: the user's function; it is called with the run's ``Session`` as
-            its only argument and may return instances, rows or a ``Result``.
+        fn: any callable (a function, a bound method, a ``functools.partial``,
+            an object with ``__call__``).
+
+    Returns:
+        True for coroutine functions and objects whose ``__call__`` is one.
+    """
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
+
+
+def callable_program(fn: Callable[..., Any], spec: str) -> list[OrmStep]:
+    """A program of one step: ``fn(session)``, or ``await fn(session)`` for ``async def``.
+
+    A plain function is the step's sync form: it gets a ``Session`` (under
+    asyncpg it runs through ``await session.run_sync(fn)``). A coroutine
+    function is the step's async form: it gets an ``AsyncSession``, so the
+    program needs an async driver (asyncpg, or psycopg in its async mode).
+
+    Args:
+        fn: the user's function; it is called with the run's session as its
+            only argument and may return instances, rows or a ``Result``
+            (an ``AsyncResult`` too, for an async function).
         spec: the ``module:function`` spec it was loaded from: the step's
-            label; its code reads ``function(session)``.
+            label; its code reads ``function(session)`` or
+            ``await function(session)``.
 
     Returns:
         A list with one ``OrmStep``.
     """
     name = spec.partition(":")[2].strip() or spec
+    if is_async_callable(fn):
+        return [OrmStep(label=spec, code=f"await {name}(session)", arun=fn)]
     return [OrmStep(label=spec, code=f"{name}(session)", run=fn)]

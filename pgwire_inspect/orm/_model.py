@@ -7,11 +7,14 @@ SQLAlchemy.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pgwire_inspect.errors import OrmRunError
+
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.orm import Session
 
 __all__ = [
@@ -25,20 +28,63 @@ __all__ = [
 
 @dataclass(frozen=True)
 class OrmStep:
-    """One step of an ORM program: a piece of code run with the shared Session.
+    """One step of an ORM program: a piece of code run with the shared session.
+
+    A step has a sync form (``run``, called with a ``Session``), an async form
+    (``arun``, awaited with an ``AsyncSession``), or both. ``run_orm`` uses the
+    sync form with a sync engine, and the async form when the program runs on
+    SQLAlchemy's asyncio extension; there a step without an async form runs
+    its sync form through ``await session.run_sync(run)``.
 
     Attributes:
         label: a short name for the step, shown as its heading.
         code: the Python source of the step as the user should read it
-            (``session.get(User, 1)``).
-        run: the step itself: called with the run's ``Session``; its return
+            (``session.get(User, 1)``); for a step with only an async form,
+            the async source.
+        run: the sync form: called with the run's ``Session``; its return
             value (an instance, a list, a ``Result`` ...) is what the step
-            "returned".
+            "returned". None for a step with only an async form.
+        arun: the async form: called with the run's ``AsyncSession``, returns
+            an awaitable whose result is what the step returned; None for a
+            sync-only step.
+        async_code: the source of the async form
+            (``await session.get(User, 1)``); None: ``code``.
+        async_label: the label of the async form when it differs; None: ``label``.
+
+    Raises:
+        OrmRunError: (on construction) neither ``run`` nor ``arun`` is given.
     """
 
     label: str
     code: str
-    run: Callable[[Session], Any]
+    run: Callable[[Session], Any] | None = None
+    arun: Callable[[AsyncSession], Awaitable[Any]] | None = None
+    async_code: str | None = None
+    async_label: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.run is None and self.arun is None:
+            raise OrmRunError(f"step {self.label!r} has neither a sync nor an async form")
+
+    @property
+    def async_only(self) -> bool:
+        """True when the step has no sync form: it needs the asyncio extension."""
+        return self.run is None
+
+    def shown(self, asyncio: bool) -> tuple[str, str]:
+        """The ``(label, code)`` to show for a run in sync or asyncio mode.
+
+        Args:
+            asyncio: True when the program runs on SQLAlchemy's asyncio extension.
+
+        Returns:
+            The async label and code when running with the async form, else
+            ``(label, code)`` (a sync form run through ``run_sync`` shows its
+            own code: it is what receives the sync ``Session``).
+        """
+        if asyncio and self.arun is not None:
+            return self.async_label or self.label, self.async_code or self.code
+        return self.label, self.code
 
 
 @dataclass
@@ -56,7 +102,10 @@ class RecordedStatement:
             driver does not tell. psycopg2: ``cursor.query`` (parameters
             interpolated client side), exactly the text of the Query message.
             psycopg 3: the query of its Parse message (``$1`` placeholders;
-            the values travel in Bind).
+            the values travel in Bind). asyncpg: the statement itself, which
+            is exactly the query of its Parse message (SQLAlchemy's asyncpg
+            dialect already writes ``$1::VARCHAR`` placeholders; the values,
+            ``parameters`` as a tuple, travel in Bind).
         result_columns: the column names of the result (``cursor.description``),
             in order; empty for statements that return no rows.
         attribute_columns: mapped class name -> {attribute key -> result column
@@ -169,7 +218,7 @@ class OrmRun:
     """Everything one ``run_orm`` call recorded.
 
     Attributes:
-        driver: the DBAPI driver used (``"psycopg2"`` or ``"psycopg"``).
+        driver: the DBAPI driver used (``"psycopg2"``, ``"psycopg"`` or ``"asyncpg"``).
         masked_url: the URL connected to, password shown as ``***``.
         client_port: the local (client side) TCP port of the connection.
         server_version: the ``server_version`` the server reported in its
@@ -182,6 +231,9 @@ class OrmRun:
             set-up traffic (see the package docstring) is not recorded.
         started: seconds since the epoch when the connection was requested.
         ended: seconds since the epoch when it was closed.
+        asyncio: True when the program ran on SQLAlchemy's asyncio extension
+            (``create_async_engine``, ``AsyncSession``): always for asyncpg,
+            for psycopg when a step had only an async form.
     """
 
     driver: str
@@ -193,6 +245,7 @@ class OrmRun:
     setup_statements: list[str] = field(default_factory=list)
     started: float = 0.0
     ended: float = 0.0
+    asyncio: bool = False
 
     @property
     def error(self) -> str | None:

@@ -1,50 +1,37 @@
 """Run ORM steps on one fresh connection and record what they did.
 
-Recording uses SQLAlchemy's public event hooks: ``ConnectionEvents``
-(``before_cursor_execute``, ``after_cursor_execute``, ``handle_error``),
-``DialectEvents`` (``do_execute``), ``PoolEvents`` (``connect``) and
-``InstanceEvents`` (``load``). Two private attributes are read, each
-guarded: ``SQLCompiler._result_columns`` (which column objects each result
-column carries) and psycopg 3's ``Cursor._query`` (the query text it sent).
+``run_orm`` runs a program with a sync engine and ``Session`` (psycopg2,
+psycopg), or hands it to the asyncio runner (``_async_runner``) for asyncpg
+and for psycopg programs with async-only steps. Recording is the
+``Recorder``'s job (``_recorder``).
 """
 
 from __future__ import annotations
 
-import codecs
+import asyncio
 import contextlib
-import copy
 import math
-import os
 import re
 import socket
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import create_engine, event, inspect
-from sqlalchemy.engine import Engine, MappingResult, Result, Row, RowMapping, ScalarResult
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.orm import InstanceState, Mapper, Query, Session
+from sqlalchemy import create_engine, event
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import InstanceState, Mapper, Session
 from sqlalchemy.pool import NullPool
 
 from pgwire_inspect.errors import OrmRunError
-from pgwire_inspect.orm._model import (
-    InstanceRecord,
-    OrmRun,
-    OrmStep,
-    OrmStepResult,
-    RecordedStatement,
-)
-from pgwire_inspect.orm._url import DRIVERS, PreparedUrl
+from pgwire_inspect.orm._model import OrmRun, OrmStep, OrmStepResult
+from pgwire_inspect.orm._recorder import Recorder, one_line, step_error
+from pgwire_inspect.orm._url import ASYNC_DRIVERS, ASYNC_ONLY_DRIVERS, DRIVERS, PreparedUrl
 
-__all__ = ["connect_args", "connect_error", "run_orm"]
-
-_REPR_LIMIT = 1000
-_FLATTEN_DEPTH = 4
+__all__ = ["connect_args", "connect_error", "engine_connect_args", "run_orm", "uses_asyncio"]
 
 
 def connect_args(connect_timeout: float) -> dict[str, Any]:
-    """DBAPI ``connect()`` keyword arguments for a capturable connection.
+    """libpq ``connect()`` keyword arguments for a capturable connection.
 
     Args:
         connect_timeout: seconds; the drivers take whole seconds (rounded up
@@ -61,372 +48,93 @@ def connect_args(connect_timeout: float) -> dict[str, Any]:
     }
 
 
+def engine_connect_args(url: PreparedUrl, connect_timeout: float) -> dict[str, Any]:
+    """The ``connect_args`` of an engine for ``url``'s driver.
+
+    Args:
+        url: from ``prepare_url``.
+        connect_timeout: seconds to wait for the connection.
+
+    Returns:
+        For psycopg2 and psycopg, ``connect_args(connect_timeout)``; for
+        asyncpg, ``{"timeout": connect_timeout}`` (seconds, a float: asyncpg's
+        ``connect()`` keyword) with ``url.connect_args`` (``ssl=False`` ...).
+    """
+    if url.driver == "asyncpg":
+        return {"timeout": float(connect_timeout), **url.connect_args}
+    return {**connect_args(connect_timeout), **url.connect_args}
+
+
 def connect_error(url: PreparedUrl, exc: BaseException) -> str:
     """One line saying why a connection attempt failed.
 
     libpq's messages (``connection to server at "127.0.0.1", port 5433 failed:
-    Connection refused`` plus a hint line) are cut to their reason.
+    Connection refused`` plus a hint line) are cut to their reason. asyncpg
+    lets socket errors through unwrapped; they get libpq's wording
+    (``connection refused``, ``timeout expired``, ``could not translate host
+    name ...``).
 
     Args:
         url: the URL that was tried (for host and port).
-        exc: the exception SQLAlchemy raised (its ``orig`` is the DBAPI's).
+        exc: the exception SQLAlchemy raised (its ``orig`` is the DBAPI's),
+            or the driver's own (an ``OSError`` from asyncpg).
 
     Returns:
         ``"cannot connect to 127.0.0.1:5433: connection refused"``.
     """
     orig = getattr(exc, "orig", None) or exc
-    reason = _one_line(orig)
-    if "failed: " in reason:
-        reason = reason.rsplit("failed: ", 1)[1]
-    reason = re.sub(r"^(FATAL|ERROR):\s+", "", reason).strip()
+    if isinstance(orig, ConnectionRefusedError):
+        reason = "connection refused"
+    elif isinstance(orig, (TimeoutError, asyncio.TimeoutError)):
+        reason = "timeout expired"
+    elif isinstance(orig, socket.gaierror):
+        reason = f'could not translate host name "{url.host}" to address: {orig.strerror}'
+    elif isinstance(orig, OSError) and orig.strerror:
+        reason = orig.strerror
+    else:
+        reason = one_line(orig)
+        if "failed: " in reason:
+            reason = reason.rsplit("failed: ", 1)[1]
+        reason = re.sub(r"^(FATAL|ERROR):\s+", "", reason).strip()
     if reason[:1].isupper() and reason[1:2].islower():
         reason = reason[0].lower() + reason[1:]
     return f"cannot connect to {url.host}:{url.port}: {reason}"
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0].strip() if text else type(exc).__name__
+def uses_asyncio(url: PreparedUrl, program: Sequence[OrmStep]) -> bool:
+    """Whether ``run_orm`` runs ``program`` on SQLAlchemy's asyncio extension.
 
+    Args:
+        url: from ``prepare_url``.
+        program: the steps.
 
-def _step_error(exc: Exception) -> str:
-    """The one-line error of a failed step: the DBAPI's own message for SQL errors."""
-    if isinstance(exc, DBAPIError) and exc.orig is not None:
-        return _one_line(exc.orig)
-    if isinstance(exc, SQLAlchemyError):
-        return _one_line(exc)
-    return f"{type(exc).__name__}: {_one_line(exc)}"
+    Returns:
+        True for asyncpg, and for psycopg when a step has only an async form.
 
-
-def _python_codec(pg_encoding: str | None) -> str:
-    """A Python codec name for a PostgreSQL or Python encoding name (``UTF8``, ``WIN1252``)."""
-    for name in (pg_encoding, re.sub(r"^WIN", "cp", pg_encoding or "")):
-        if name:
-            with contextlib.suppress(LookupError):
-                return codecs.lookup(name).name
-    return "utf-8"
-
-
-def _client_port(dbapi_connection: Any) -> int | None:
-    """The local TCP port of a psycopg2 or psycopg 3 connection's socket."""
-    fd = dbapi_connection.fileno()
-    with socket.socket(fileno=os.dup(fd)) as sock:
-        name = sock.getsockname()
-    return int(name[1]) if isinstance(name, tuple) else None
-
-
-def _wire_sql(cursor: Any, encoding: str) -> str | None:
-    """The query text the driver sent: psycopg2 ``cursor.query``, psycopg 3 ``_query.query``."""
-    query = getattr(cursor, "query", None)
-    if query is None:
-        query = getattr(getattr(cursor, "_query", None), "query", None)
-    if query is None:
-        return None
-    if isinstance(query, str):
-        return query
-    return bytes(query).decode(encoding, errors="replace")
-
-
-def _column_lookup(compiled: Any, names: list[str]) -> dict[Any, str]:
-    """Column object -> result column name, from the compiled statement's result map.
-
-    Each entry of ``_result_columns`` lists the column objects a result column
-    stands for; their ``proxy_set`` reaches the table columns through aliases.
-    Names come from ``cursor.description`` by position when the counts agree.
-    The first result column that carries a table column wins.
+    Raises:
+        OrmRunError: a step has only an async form and the driver has no
+            asyncio mode (psycopg2).
     """
-    entries = getattr(compiled, "_result_columns", None) or []
-    positional = len(entries) == len(names)
-    lookup: dict[Any, str] = {}
-    try:
-        for position, entry in enumerate(entries):
-            name = names[position] if positional else str(entry[0])
-            for obj in entry[2]:
-                for column in getattr(obj, "proxy_set", ()):
-                    lookup.setdefault(column, name)
-    except (TypeError, IndexError):  # a private structure that changed shape
-        return {}
-    return lookup
-
-
-def _entity_mappers(compiled: Any) -> list[Mapper[Any]]:
-    """The mappers of the ORM entities a compiled statement selects (may be empty)."""
-    try:
-        descriptions = compiled.statement.column_descriptions
-    except Exception:  # Core text, DML, or anything without ORM entities
-        return []
-    mappers: list[Mapper[Any]] = []
-    for description in descriptions:
-        mapper = getattr(inspect(description.get("entity"), raiseerr=False), "mapper", None)
-        if isinstance(mapper, Mapper) and mapper not in mappers:
-            mappers.append(mapper)
-    return mappers
-
-
-def _mapper_columns(mapper: Mapper[Any], lookup: dict[Any, str]) -> dict[str, str]:
-    """Attribute key -> result column name for one mapper's column attributes."""
-    columns: dict[str, str] = {}
-    for prop in mapper.column_attrs:
-        for column in prop.columns:
-            name = lookup.get(column)
-            if name is not None:
-                columns[prop.key] = name
-                break
-    return columns
-
-
-def _consume(value: Any) -> Any:
-    """Fetch a Result/ScalarResult/MappingResult/Query into a list; anything else as is."""
-    if isinstance(value, (Result, ScalarResult, MappingResult, Query)):
-        return value.all()
-    return value
-
-
-def _flatten(value: Any, out: list[InstanceState[Any]], depth: int = 0) -> None:
-    """Collect the ORM instance states in a return value (rows, lists, tuples, dicts)."""
-    if value is None or depth > _FLATTEN_DEPTH or isinstance(value, (str, bytes)):
-        return
-    state = inspect(value, raiseerr=False)
-    if isinstance(state, InstanceState):
-        if all(state is not seen for seen in out):
-            out.append(state)
-        return
-    items: Any
-    if isinstance(value, (RowMapping, dict)):
-        items = value.values()
-    elif isinstance(value, (Row, list, tuple, set, frozenset)):
-        items = value
-    else:
-        return
-    for item in items:
-        _flatten(item, out, depth + 1)
-
-
-def _short_repr(value: Any) -> str:
-    try:
-        text = repr(value)
-    except SQLAlchemyError:
-        raise
-    except Exception as exc:  # a user __repr__ that fails does not fail the step
-        text = f"<repr failed: {type(exc).__name__}: {_one_line(exc)}>"
-    return text if len(text) <= _REPR_LIMIT else text[: _REPR_LIMIT - 1] + "…"
-
-
-def _snapshot_value(value: Any) -> Any:
-    try:
-        return copy.deepcopy(value)
-    except Exception:
-        return value
-
-
-class _Recorder:
-    """Listens on one engine (and on every mapper's ``load``) during one run."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.statements: list[RecordedStatement] = []
-        self.setup_statements: list[str] = []
-        self.step = -1
-        self.session: Session | None = None
-        self.client_port: int | None = None
-        self.server_version: str | None = None
-        self.encoding = "utf-8"
-        self._pending: tuple[RecordedStatement, Any] | None = None
-        self._lookups: list[dict[Any, str]] = []
-        self._entities: list[list[Mapper[Any]]] = []
-        self._compile_states: list[Any] = []
-        self._built_by: dict[InstanceState[Any], int | None] = {}
-        self._step_loads: list[InstanceState[Any]] = []
-        # Strong references to every returned value and loaded instance: the
-        # session's identity map holds instances weakly, and a program's later
-        # steps must find earlier steps' instances there, as a script holding
-        # them in variables would.
-        self._keep: list[Any] = []
-        event.listen(engine, "connect", self._on_connect)
-        event.listen(engine, "before_cursor_execute", self._before)
-        event.listen(engine, "after_cursor_execute", self._after)
-        event.listen(engine, "handle_error", self._on_error)
-        event.listen(engine, "do_execute", self._do_execute)
-        event.listen(engine, "do_execute_no_params", self._do_execute_no_params)
-        self.on_load: Callable[[Any, Any], None] = self._on_load
-
-    # -- events ----------------------------------------------------------------
-
-    def _on_connect(self, dbapi_connection: Any, _record: Any) -> None:
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            self.client_port = _client_port(dbapi_connection)
-        info = getattr(dbapi_connection, "info", None)
-        with contextlib.suppress(Exception):
-            self.server_version = info.parameter_status("server_version") if info else None
-        # psycopg 3 gives a Python codec name, psycopg2 the PostgreSQL one.
-        self.encoding = _python_codec(
-            getattr(info, "encoding", None) or getattr(dbapi_connection, "encoding", None)
+    async_only = [step for step in program if step.async_only]
+    if async_only and url.driver not in ASYNC_DRIVERS:
+        raise OrmRunError(
+            f"step {async_only[0].label!r} is async and driver {url.driver} has no asyncio "
+            f"mode: use {' or '.join(ASYNC_DRIVERS)}"
         )
-
-    def _do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any) -> None:
-        if self._pending is None:
-            self.setup_statements.append(statement)
-
-    def _do_execute_no_params(self, cursor: Any, statement: str, context: Any) -> None:
-        if self._pending is None:
-            self.setup_statements.append(statement)
-
-    def _before(
-        self,
-        conn: Any,
-        cursor: Any,
-        statement: str,
-        parameters: Any,
-        context: Any,
-        executemany: bool,
-    ) -> None:
-        record = RecordedStatement(
-            index=len(self.statements),
-            step=self.step,
-            statement=statement,
-            parameters=parameters,
-            started=time.time(),
-        )
-        self.statements.append(record)
-        self._pending = (record, cursor)
-        compiled = getattr(context, "compiled", None)
-        self._lookups.append({})
-        self._entities.append(_entity_mappers(compiled) if compiled is not None else [])
-        self._compile_states.append(getattr(compiled, "compile_state", None))
-
-    def _after(
-        self,
-        conn: Any,
-        cursor: Any,
-        statement: str,
-        parameters: Any,
-        context: Any,
-        executemany: bool,
-    ) -> None:
-        if self._pending is None:
-            return
-        record, _ = self._pending
-        self._pending = None
-        record.ended = time.time()
-        record.wire_sql = _wire_sql(cursor, self.encoding)
-        record.result_columns = [str(d[0]) for d in cursor.description or ()]
-        record.rowcount = cursor.rowcount if isinstance(cursor.rowcount, int) else -1
-        compiled = getattr(context, "compiled", None)
-        if compiled is not None:
-            self._lookups[record.index] = _column_lookup(compiled, record.result_columns)
-
-    def _on_error(self, exception_context: Any) -> None:
-        # A listener that raises here would replace the user's error: never raise.
-        with contextlib.suppress(Exception):
-            if self._pending is None:
-                return
-            record, cursor = self._pending
-            self._pending = None
-            record.ended = time.time()
-            record.error = _one_line(exception_context.original_exception)
-            record.wire_sql = _wire_sql(cursor, self.encoding)
-
-    def _on_load(self, target: Any, query_context: Any) -> None:
-        if self.session is None or getattr(query_context, "session", None) is not self.session:
-            return
-        state = inspect(target)
-        compile_state = getattr(query_context, "compile_state", None)
-        built_by: int | None = None
-        for index in range(len(self.statements) - 1, -1, -1):
-            if self._compile_states[index] is compile_state:
-                built_by = index
-                break
-        if built_by is None and self.statements:
-            built_by = len(self.statements) - 1
-        self._built_by.setdefault(state, built_by)
-        self._step_loads.append(state)
-        self._keep.append(target)
-
-    # -- steps -------------------------------------------------------------------
-
-    def _attribute_columns(self, index: int) -> dict[str, dict[str, str]]:
-        lookup = self._lookups[index]
-        if not lookup:
-            return {}
-        seeds = list(self._entities[index])
-        seeds += [s.mapper for s, built in self._built_by.items() if built == index]
-        mappers: list[Mapper[Any]] = []
-        for seed in seeds:
-            family = sorted(seed.registry.mappers, key=lambda m: m.class_.__qualname__)
-            for mapper in [seed, *family]:
-                if mapper not in mappers:
-                    mappers.append(mapper)
-        result: dict[str, dict[str, str]] = {}
-        for mapper in mappers:
-            columns = _mapper_columns(mapper, lookup)
-            if columns:
-                result.setdefault(mapper.class_.__name__, columns)
-        return result
-
-    def _instance(
-        self, state: InstanceState[Any], step: int, statements: list[int], returned: bool
-    ) -> InstanceRecord:
-        mapper = state.mapper
-        attributes: dict[str, Any] = {}
-        types: dict[str, str] = {}
-        for prop in mapper.column_attrs:
-            if prop.key in state.dict:
-                value = state.dict[prop.key]
-                attributes[prop.key] = _snapshot_value(value)
-                types[prop.key] = type(value).__name__
-        built_by = self._built_by.get(state)
-        columns = _mapper_columns(mapper, self._lookups[built_by]) if built_by is not None else {}
-        return InstanceRecord(
-            class_name=mapper.class_.__name__,
-            identity=tuple(state.identity) if state.identity is not None else (),
-            attributes=attributes,
-            attribute_types=types,
-            columns=columns,
-            statement=built_by,
-            step=step,
-            from_identity_map=returned and built_by is not None and built_by not in statements,
-            returned=returned,
-        )
-
-    def run_step(self, index: int, step: OrmStep, session: Session) -> OrmStepResult:
-        self.step = index
-        self._step_loads = []
-        first = len(self.statements)
-        result = OrmStepResult(index=index, label=step.label, code=step.code, started=time.time())
-        returned: list[InstanceState[Any]] = []
-        try:
-            value = _consume(step.run(session))
-            self._keep.append(value)
-            _flatten(value, returned)
-            result.result_repr = _short_repr(value)
-        except Exception as exc:
-            result.error = _step_error(exc)
-            returned = []
-        result.statements = [s.index for s in self.statements[first:]]
-        for statement in result.statements:
-            self.statements[statement].attribute_columns = self._attribute_columns(statement)
-        records = [self._instance(s, index, result.statements, True) for s in returned]
-        for state in self._step_loads:
-            if all(state is not r for r in returned):
-                returned.append(state)
-                records.append(self._instance(state, index, result.statements, False))
-        result.instances = records
-        if not result.statements and result.error is None:
-            result.note = _silent_note(step, records)
-        result.ended = time.time()
-        return result
+    return url.driver in ASYNC_ONLY_DRIVERS or bool(async_only)
 
 
-def _silent_note(step: OrmStep, records: list[InstanceRecord]) -> str:
-    """Why a step that ran no SQL needed none."""
-    returned = [r for r in records if r.returned]
-    if returned and all(r.from_identity_map for r in returned):
-        match = re.match(r"\s*(session\.\w+)\(", step.code)
-        who = match.group(1) if match else "the session"
-        found = ", ".join(r.label for r in returned)
-        return f"sent nothing: {who} found {found} in the identity map"
-    if not returned:
-        return "sent nothing: the step ran no SQL and returned no ORM instance"
-    return "sent nothing: the step returned instances without running SQL"
+def _run_step(recorder: Recorder, index: int, step: OrmStep, session: Session) -> OrmStepResult:
+    label, code = step.shown(False)
+    result = recorder.start_step(index, label, code)
+    returned: list[InstanceState[Any]] = []
+    try:
+        assert step.run is not None  # uses_asyncio() sent async-only programs elsewhere
+        returned = recorder.take_value(result, step.run(session))
+    except Exception as exc:
+        result.error = step_error(exc)
+        returned = []
+    return recorder.end_step(result, returned)
 
 
 def run_orm(
@@ -436,27 +144,36 @@ def run_orm(
     on_connect: Callable[[int], None] | None = None,
     connect_timeout: float = 10,
 ) -> OrmRun:
-    """Run ORM steps in one Session on one fresh TCP connection, recording everything.
+    """Run ORM steps in one session on one fresh TCP connection, recording everything.
 
     The engine uses ``NullPool``: the one DBAPI connection is opened
     explicitly before the first step and closed at the end (the client sends
     Terminate and the TCP connection ends with FIN). Steps run in order in
-    one ``Session`` bound to that connection; the session is closed (its
+    one session bound to that connection; the session is closed (its
     transaction rolled back unless a step committed) after the last step or
     after the first step that fails. Every value a step returns and every
     instance loaded is kept referenced until the run ends, so later steps find
     earlier instances in the identity map (which holds them weakly), as a
     script keeping them in variables would.
 
+    With asyncpg, and with psycopg when a step has only an async form (an
+    ``async def`` callable), the program runs on SQLAlchemy's asyncio
+    extension as a FastAPI app does: ``create_async_engine`` (NullPool) and
+    an ``AsyncSession``; steps with an async form are awaited with it, the
+    others run through ``await session.run_sync(step.run)``. That run gets its
+    own event loop (``asyncio.run``), in a worker thread when the calling
+    thread already runs one; ``on_connect`` is then called from that thread.
+
     Args:
-        url: from ``prepare_url`` (TCP, ``sslmode=disable``).
+        url: from ``prepare_url`` (TCP, plaintext).
         program: the steps, e.g. ``demo_program()`` or ``callable_program(...)``.
         on_connect: called once with the connection's local TCP port as soon
             as the connection is open and SQLAlchemy's dialect has initialised
             it, before the first step runs. Exceptions it raises propagate
             (after the connection is closed).
-        connect_timeout: seconds to wait for the connection, rounded up to
-            whole seconds (psycopg 3 waits at least 2).
+        connect_timeout: seconds to wait for the connection; psycopg2 and
+            psycopg round up to whole seconds (psycopg 3 waits at least 2),
+            asyncpg takes it as is.
 
     Returns:
         The ``OrmRun``: recorded statements, step results with instances,
@@ -465,15 +182,24 @@ def run_orm(
         not raised.
 
     Raises:
-        OrmRunError: unsupported driver, or the connection cannot be made
-            (refused, timed out, authentication failed), in one line:
-            ``cannot connect to 127.0.0.1:5433: connection refused``.
+        OrmRunError: unsupported driver, async steps with psycopg2, or the
+            connection cannot be made (refused, timed out, authentication
+            failed), in one line: ``cannot connect to 127.0.0.1:5433:
+            connection refused``.
     """
     if url.driver not in DRIVERS:
         raise OrmRunError(f"driver {url.driver} is not supported yet")
+    program = list(program)
+    if uses_asyncio(url, program):
+        # Imported here: the asyncio extension needs greenlet, loaded only when used.
+        from pgwire_inspect.orm._async_runner import run_orm_async
+
+        return run_orm_async(url, program, on_connect=on_connect, connect_timeout=connect_timeout)
     run = OrmRun(driver=url.driver, masked_url=url.masked, started=time.time())
-    engine = create_engine(url.url, poolclass=NullPool, connect_args=connect_args(connect_timeout))
-    recorder = _Recorder(engine)
+    engine = create_engine(
+        url.url, poolclass=NullPool, connect_args=engine_connect_args(url, connect_timeout)
+    )
+    recorder = Recorder(engine)
     event.listen(Mapper, "load", recorder.on_load)
     try:
         try:
@@ -489,7 +215,7 @@ def run_orm(
             recorder.session = session
             try:
                 for index, step in enumerate(program):
-                    result = recorder.run_step(index, step, session)
+                    result = _run_step(recorder, index, step, session)
                     run.steps.append(result)
                     if result.error is not None:
                         break
