@@ -28,6 +28,12 @@ from .protocol import (
     Column,
     CommandComplete,
     ConnectionParser,
+    CopyBothResponse,
+    CopyData,
+    CopyDone,
+    CopyFail,
+    CopyInResponse,
+    CopyOutResponse,
     DataRow,
     Describe,
     EmptyQueryResponse,
@@ -52,6 +58,7 @@ from .types import ValueDecoder, type_name
 __all__ = [
     "Connection",
     "ConversationBuilder",
+    "CopyExchange",
     "QueryExchange",
     "ResultSet",
     "WireMessage",
@@ -118,6 +125,29 @@ class ResultSet:
 
 
 @dataclass
+class CopyExchange:
+    """The COPY part of a query.
+
+    Attributes:
+        kind: "in" (COPY FROM STDIN), "out" (COPY TO STDOUT) or "both" (replication).
+        response: the CopyInResponse, CopyOutResponse or CopyBothResponse.
+        format: 0 textual (text or CSV), 1 binary.
+        column_formats: the format of each column.
+        data: the CopyData messages, in order, both directions.
+        done: the CopyDone, if seen.
+        failed: the CopyFail the frontend sent, if any.
+    """
+
+    kind: str
+    response: WireMessage
+    format: int
+    column_formats: tuple[int, ...]
+    data: list[WireMessage] = field(default_factory=list)
+    done: WireMessage | None = None
+    failed: WireMessage | None = None
+
+
+@dataclass
 class QueryExchange:
     """One query and everything the backend answered to it.
 
@@ -152,6 +182,7 @@ class QueryExchange:
     started: float = 0.0
     ended: float | None = None
     sent_sync: bool = False
+    copy: CopyExchange | None = None
 
     @property
     def duration(self) -> float | None:
@@ -403,7 +434,9 @@ class Connection:
             q.sent_sync = True
             self._open_extended = None
         elif self._awaiting:
-            self._awaiting[-1].requests.append(wm)  # CopyData, CopyDone, CopyFail ...
+            q = self._awaiting[-1]
+            q.requests.append(wm)  # CopyData, CopyDone, CopyFail ...
+            self._copy_message(q, wm, msg)
         elif self.queries:
             self.trailing.append(wm)  # Terminate, or bytes after the last query
         else:
@@ -427,6 +460,17 @@ class Connection:
             self._portals[msg.portal] = (msg.statement, msg.result_formats)
         elif isinstance(msg, Describe):
             self._pending_describe.append((q, msg.kind, msg.target))
+
+    @staticmethod
+    def _copy_message(q: QueryExchange, wm: WireMessage, msg: Message) -> None:
+        if q.copy is None:
+            return
+        if isinstance(msg, CopyData):
+            q.copy.data.append(wm)
+        elif isinstance(msg, CopyDone):
+            q.copy.done = wm
+        elif isinstance(msg, CopyFail):
+            q.copy.failed = wm
 
     def _result_formats(self, portal: str, ncols: int) -> tuple[int, ...]:
         _, formats = self._portals.get(portal, ("", ()))
@@ -468,7 +512,12 @@ class Connection:
         q.responses.append(wm)
         if isinstance(msg, _ASYNC):
             return
-        if isinstance(msg, RowDescription):
+        if isinstance(msg, CopyInResponse | CopyOutResponse | CopyBothResponse):
+            kind = {"CopyInResponse": "in", "CopyOutResponse": "out"}.get(msg.name, "both")
+            q.copy = CopyExchange(kind, wm, msg.format, msg.column_formats)
+        elif isinstance(msg, CopyData | CopyDone):
+            self._copy_message(q, wm, msg)
+        elif isinstance(msg, RowDescription):
             pending = self._pending_describe.popleft() if self._pending_describe else None
             if pending is not None and pending[1] == "S":
                 stmt = self._statements.get(pending[2])

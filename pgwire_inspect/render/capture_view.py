@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from ..conversation import Connection, QueryExchange, ResultSet
+from ..copydata import copy_rows, is_csv_copy, replication_message
 from ..decode import Decoded
+from ..protocol import CopyData
 from .tables import (
     connection_header,
     data_row_table,
@@ -61,10 +63,45 @@ def render_result_rows(console: Console, conn: Connection, result: ResultSet, ro
         console.print(data_row_table(conn, result, result.rows[i], i + 1))
 
 
+def copy_table(conn: Connection, q: QueryExchange, rows: int) -> RenderableType:
+    """The COPY data of a query as rows (text and CSV), or a byte count (binary)."""
+    copy = q.copy
+    assert copy is not None
+    payloads = [w.message.data for w in copy.data if isinstance(w.message, CopyData)]
+    size = sum(len(p) for p in payloads)
+    arrow = {"in": "frontend → backend", "out": "backend → frontend"}.get(copy.kind, "both ways")
+    title = (f"COPY {copy.kind.upper()} ({arrow}): {len(payloads)} CopyData, {size} bytes, "
+             f"{'binary' if copy.format else ('CSV' if is_csv_copy(q.sql) else 'text')}")
+    if copy.failed is not None:
+        title += f"; CopyFail: {copy.failed.message.summary()}"
+    if conn.state.startup_parameters.get("replication"):
+        names = [replication_message(p) or "?" for p in payloads]
+        counts = ", ".join(f"{n} ×{names.count(n)}" for n in dict.fromkeys(names))
+        return Text(f"  {title}\n  replication messages: {counts}", style="blue")
+    if copy.format:
+        return Text(f"  {title} (binary COPY is not split into rows)", style="blue")
+    parsed = copy_rows(payloads, csv_format=is_csv_copy(q.sql), limit=rows + 1)
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, title_style="bold blue",
+                  pad_edge=False, padding=(0, 1, 0, 0))
+    width = max((len(r) for r in parsed), default=0)
+    table.add_column("#", justify="right", style="dim")
+    for i in range(width):
+        table.add_column(f"col {i + 1}", overflow="fold")
+    for n, row in enumerate(parsed[:rows], 1):
+        table.add_row(str(n), *[Text("NULL", style="dim italic") if v is None else Text(v)
+                                for v in row])
+    if len(parsed) > rows:
+        table.caption = "more rows not shown (--rows N shows more)"
+        table.caption_justify = "left"
+    return table
+
+
 def render_query(console: Console, conn: Connection, q: QueryExchange, *, rows: int = 5,
                  catalog: Catalog | None = None, title: str | None = None) -> None:
     """One query: its header (SQL, parameters), its results, its tag and status."""
     console.print(query_header(q, title=title))
+    if q.copy is not None:
+        console.print(copy_table(conn, q, rows))
     for result in q.results:
         render_result_rows(console, conn, result, rows, catalog)
     for wm in q.responses:

@@ -9,7 +9,8 @@ import json
 from typing import IO, Any
 
 from ..conversation import Connection, WireMessage
-from ..protocol import DataRow, RowDescription
+from ..copydata import replication_message
+from ..protocol import CopyData, DataRow, RowDescription
 from ..types import type_name, value_to_json, value_to_text
 
 __all__ = ["JsonLinesWriter", "message_object"]
@@ -59,6 +60,8 @@ def message_object(wm: WireMessage, conn: Connection) -> dict[str, Any]:
                 oid, fmt = 0, 0
             values.append(_text_value(conn, oid, fmt, raw))
         fields = {"values": values, "raw": fields["raw"]}
+    elif isinstance(msg, CopyData) and conn.state.startup_parameters.get("replication"):
+        fields["replication_message"] = replication_message(msg.data)
     return {"conn": wm.conn, "client": conn.client_text, "server": conn.server_text,
             "dir": msg.direction, "type": msg.name, "frame": wm.frame, "offset": msg.offset,
             "length": msg.length, "fields": fields}
