@@ -14,10 +14,29 @@ from .conversation import Connection, ConversationBuilder, QueryExchange, WireMe
 from .errors import CaptureError
 from .reassembly import ConnectionStarted, Reassembler, StreamData, StreamEnd, StreamGap
 
-__all__ = ["DEFAULT_PORTS", "Decoded", "decode_frames"]
+__all__ = ["DEFAULT_PORTS", "Decoded", "FrameLocation", "decode_frames"]
 
 #: The PostgreSQL port looked at when the caller names none.
 DEFAULT_PORTS: tuple[int, ...] = (5432,)
+
+
+@dataclass(frozen=True, slots=True)
+class FrameLocation:
+    """Where one frame's TCP payload lies in its connection's stream.
+
+    Attributes:
+        conn_key: the connection's key (`Connection.key`).
+        direction: "F" or "B".
+        stream_offset: stream offset of the payload's first byte.
+        payload_offset: byte offset of the payload in the frame.
+        length: payload bytes captured.
+    """
+
+    conn_key: int
+    direction: str
+    stream_offset: int
+    payload_offset: int
+    length: int
 
 
 @dataclass
@@ -32,6 +51,8 @@ class Decoded:
         truncated: frames cut short by the snapshot length.
         problems: other one-line warnings (a truncated capture file ...).
         kept_frames: the frames, when the caller asked to keep them (for --hexdump).
+        locations: with ``keep_frames``, frame number → where its TCP payload is
+            in its connection's stream (see `FrameLocation`).
         ignored: TCP connections left out because they are not PostgreSQL
             (only when looking on every port).
     """
@@ -44,6 +65,23 @@ class Decoded:
     problems: list[str] = field(default_factory=list)
     kept_frames: list[Frame] = field(default_factory=list)
     ignored: int = 0
+    locations: dict[int, FrameLocation] = field(default_factory=dict)
+
+    def connection(self, conn_id: int) -> Connection | None:
+        """The shown connection numbered ``conn_id``, or None."""
+        return next((c for c in self.connections if c.id == conn_id), None)
+
+    def location(self, frame_no: int) -> tuple[Connection, FrameLocation] | None:
+        """Where frame ``frame_no``'s TCP payload lies in a shown connection's stream."""
+        loc = self.locations.get(frame_no)
+        if loc is None:
+            return None
+        conn = next((c for c in self._all if c.key == loc.conn_key), None)
+        if conn is None or conn not in self.connections:
+            return None
+        return conn, loc
+
+    _all: list[Connection] = field(default_factory=list, repr=False)
 
     @property
     def queries(self) -> list[QueryExchange]:
@@ -210,9 +248,15 @@ def decode_frames(
         out.tcp_frames += 1
         if seg.missing:
             out.truncated += 1
-        handle(list(reasm.feed(seg)))
+        events = reasm.feed(seg)
+        if keep_frames and reasm.last_location is not None:
+            conn_key, direction, offset = reasm.last_location
+            out.locations[frame.no] = FrameLocation(conn_key, direction, offset,
+                                                    seg.payload_offset, len(seg.payload))
+        handle(list(events))
     handle(list(reasm.finish()))
     out.connections = sorted((c for c in builder.connections if router.shown(c.key)),
                              key=lambda c: c.id)
     out.ignored = sum(1 for c in builder.connections if not router.shown(c.key))
+    out._all = builder.connections
     return out

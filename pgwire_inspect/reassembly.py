@@ -395,6 +395,10 @@ class Reassembler:
         self._conns: dict[tuple[Endpoint, Endpoint], _Connection] = {}
         self._all: list[_Connection] = []
         self._finished = False
+        #: After `feed`: (connection number, direction, stream offset of the
+        #: segment's first payload byte), also for duplicates and retransmissions;
+        #: None for segments of no tracked connection. For annotated hex dumps.
+        self.last_location: tuple[int, Direction, int] | None = None
 
     @property
     def connections(self) -> int:
@@ -417,6 +421,7 @@ class Reassembler:
         """
         if self._finished:
             raise RuntimeError("Reassembler.feed() called after finish()")
+        self.last_location = None
         ports = self.server_ports
         if ports is not None and seg.sport not in ports and seg.dport not in ports:
             return []
@@ -467,6 +472,7 @@ class Reassembler:
         if half.ended:
             return out
         start = half.offset((seg.seq + 1) & _MASK if flags & TCP_SYN else seg.seq)
+        self.last_location = (conn.number, direction, start)
         payload = seg.payload
         missing = seg.missing
         if start < 0:  # bytes from before the first byte seen
