@@ -27,7 +27,15 @@ from sqlalchemy.exc import ArgumentError
 
 from pgwire_inspect.errors import OrmRunError
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "DRIVERS", "PreparedUrl", "prepare_url"]
+__all__ = [
+    "ASYNC_DRIVERS",
+    "ASYNC_ONLY_DRIVERS",
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "DRIVERS",
+    "PreparedUrl",
+    "prepare_url",
+]
 
 DRIVERS = ("psycopg2", "psycopg", "asyncpg")
 """The DBAPI drivers ``run_orm`` supports.
@@ -148,8 +156,8 @@ def prepare_url(dsn: str, driver: str = "psycopg2") -> PreparedUrl:
     ``connect_timeout`` is dropped (``run_orm`` passes its own as asyncpg's
     ``timeout``); every other key goes to ``connect_args["server_settings"]``
     (sent as StartupMessage parameters, PostgreSQL docs, "Message Formats",
-    StartupMessage). The URL with ``+asyncpg`` replaced stays a valid libpq
-    URI.
+    StartupMessage). Unless the DSN named one of asyncpg's own keys, the URL
+    with ``+asyncpg`` dropped is still a valid libpq URI.
 
     Args:
         dsn: the user's database URL.
