@@ -179,8 +179,11 @@ def live_options(fn: F) -> F:
         click.option("--dsn", envvar="DATABASE_URL", default=DEFAULT_DSN, show_default=True,
                      help="The PostgreSQL server (also DATABASE_URL). Connected to over TCP "
                           "with sslmode=disable, so the traffic can be decoded."),
-        click.option("--driver", type=click.Choice(["psycopg2", "psycopg"]), default="psycopg2",
-                     show_default=True, help="The DBAPI driver SQLAlchemy uses."),
+        click.option("--driver", type=click.Choice(["psycopg2", "psycopg", "asyncpg"]),
+                     default="psycopg2", show_default=True,
+                     help="The driver SQLAlchemy uses: psycopg2 sends simple Query messages "
+                          "with text results; asyncpg (AsyncSession) prepares every statement "
+                          "(Parse/Bind/Execute) and asks for binary results."),
         click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table",
                      show_default=True, help="Tables for people, JSON lines for scripts."),
         click.option("--all", "show_all", is_flag=True,

@@ -99,7 +99,7 @@ def copy_table(conn: Connection, q: QueryExchange, rows: int) -> RenderableType:
 def render_query(console: Console, conn: Connection, q: QueryExchange, *, rows: int = 5,
                  catalog: Catalog | None = None, title: str | None = None) -> None:
     """One query: its header (SQL, parameters), its results, its tag and status."""
-    console.print(query_header(q, title=title))
+    console.print(query_header(q, title=title, conn=conn))
     if q.copy is not None:
         console.print(copy_table(conn, q, rows))
     for result in q.results:

@@ -84,7 +84,7 @@ def _compact(lq: LinkedQuery) -> Text:
 def _render_orm_query(console: Console, conn: Connection, lq: LinkedQuery, rows: int,
                       catalog: Catalog | None) -> None:
     conn_q = lq.query
-    console.print(query_header(conn_q, title="SQL on the wire"))
+    console.print(query_header(conn_q, title="SQL on the wire", conn=conn))
     linked = {id(r.row): r for r in lq.rows}
     for result in conn_q.results:
         if result.columns:
@@ -168,7 +168,7 @@ def render_orm_run(console: Console, linked: LinkedRun, *, rows: int = 10,
 def render_result_rows_query(console: Console, conn: Connection, lq: LinkedQuery, rows: int,
                              catalog: Catalog | None) -> None:
     """A set-up query in full: header, its results, footer (dimmed)."""
-    console.print(query_header(lq.query), style="dim")
+    console.print(query_header(lq.query, conn=conn), style="dim")
     for result in lq.query.results:
         render_result_rows(console, conn, result, rows, catalog)
     console.print(query_footer(lq.query), style="dim")

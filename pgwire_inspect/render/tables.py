@@ -165,8 +165,12 @@ def error_text(fields: dict[str, str], sql: str | None = None) -> Text:
     return text
 
 
-def query_header(q: QueryExchange, *, title: str | None = None) -> Text:
-    """The query's kind, number, timing and SQL as it went on the wire."""
+def query_header(q: QueryExchange, *, title: str | None = None,
+                 conn: Connection | None = None) -> Text:
+    """The query's kind, number, timing, SQL as it went on the wire, and Bind parameters.
+
+    With ``conn``, parameters are decoded by their type OID and format.
+    """
     text = Text()
     text.append(title or f"Query {q.index + 1}", style="bold")
     first = q.requests[0] if q.requests else None
@@ -180,18 +184,27 @@ def query_header(q: QueryExchange, *, title: str | None = None) -> Text:
     sql = q.sql if q.sql is not None else "(no SQL)"
     text.append("\n".join("    " + line for line in sql.splitlines() or [""]),
                 style="bold yellow")
-    if q.parameters:
-        text.append("\n  parameters: ", style="dim")
-        text.append(", ".join(_param_text(oid, fmt, raw) for oid, fmt, raw in q.parameters))
+    for i, (oid, fmt, raw) in enumerate(q.parameters, 1):
+        text.append(f"\n  ${i} = ", style="dim")
+        text.append(_param_text(conn, oid, fmt, raw))
     return text
 
 
-def _param_text(oid: int, fmt: int, raw: bytes | None) -> str:
+def _param_text(conn: Connection | None, oid: int, fmt: int, raw: bytes | None) -> str:
+    """A Bind parameter: its value, type, format and size."""
     if raw is None:
         return "NULL"
-    if fmt == 0:
-        return repr(raw.decode("utf-8", "backslashreplace"))
-    return f"{type_name(oid)} 0x{raw.hex()}"
+    kind = f"{type_name(oid) if oid else 'unspecified type'}, {FORMAT_NAMES.get(fmt, fmt)}, " \
+           f"{len(raw)} bytes"
+    value: Any
+    try:
+        if conn is None or (oid == 0 and fmt == 1):
+            raise ValueError
+        value = conn.decoder.decode(oid or 25, fmt, raw)
+        shown = repr(value) if isinstance(value, str) else value_to_text(value)
+    except Exception:
+        shown = f"\\x{raw.hex()}"
+    return f"{shown}  ({kind})"
 
 
 def query_footer(q: QueryExchange) -> Text:
