@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable
@@ -102,6 +103,32 @@ def cli(ctx: click.Context, debug: bool, no_color: bool) -> None:
     ctx.obj = Ctx(debug, no_color)
 
 
+# ------------------------------------------------------------------ shared
+
+
+def redaction_options(fn: F) -> F:
+    """--show-secrets and --redact-columns: what every view masks."""
+    fn = click.option("--redact-columns", "redact_columns", multiple=True, metavar="PATTERN",
+                      help="Mask the values of matching columns in every view: a glob such as "
+                           "'*password*' or a regular expression 're:...' (repeatable).")(fn)
+    fn = click.option("--show-secrets", is_flag=True,
+                      help="Show passwords, md5 hashes and SASL messages (masked by default; "
+                           "for teaching).")(fn)
+    return fn
+
+
+def apply_redaction(show_secrets: bool, redact_columns: tuple[str, ...]) -> None:
+    """Set the masking policy of the views."""
+    from .redact import Redaction
+    from .render._policy import set_redaction
+
+    try:
+        set_redaction(Redaction(show_secrets=show_secrets, column_patterns=redact_columns))
+    except re.error as exc:
+        raise click.BadParameter(f"bad regular expression: {exc}",
+                                 param_hint="--redact-columns") from None
+
+
 # ------------------------------------------------------------------ read
 
 
@@ -115,10 +142,11 @@ def cli(ctx: click.Context, debug: bool, no_color: bool) -> None:
 @click.option("--rows", type=int, default=5, show_default=True,
               help="DataRows shown per result (the last one is shown too).")
 @click.option("--dsn", help="Resolve table and type OIDs to names from this server's catalog.")
+@redaction_options
 @click.pass_obj
 @guarded
 def read(ctx: Ctx, capture: str, ports: tuple[int, ...], fmt: str, rows: int,
-         dsn: str | None) -> None:
+         dsn: str | None, show_secrets: bool, redact_columns: tuple[str, ...]) -> None:
     """Decode a saved capture (pcap or pcapng, as tcpdump and Wireshark write them).
 
     \b
@@ -130,6 +158,7 @@ def read(ctx: Ctx, capture: str, ports: tuple[int, ...], fmt: str, rows: int,
     from .decode import decode_frames
     from .render.capture_view import render_capture
 
+    apply_redaction(show_secrets, redact_columns)
     source = sys.stdin.buffer if capture == "-" else capture
     cap = open_capture(source)
     port_set = ports or None
@@ -199,18 +228,20 @@ def live_options(fn: F) -> F:
     ]
     for opt in reversed(opts):
         fn = opt(fn)
-    return fn
+    return redaction_options(fn)
 
 
 def _run_and_show(ctx: Ctx, program_of: Callable[[], Any], *, dsn: str, driver: str, fmt: str,
                   show_all: bool, rows: int, write_pcap: str | None, iface: str | None,
-                  connect_timeout: float, seed_demo: bool) -> None:
+                  connect_timeout: float, seed_demo: bool, show_secrets: bool,
+                  redact_columns: tuple[str, ...]) -> None:
     from .linking import link_run
     from .live import run_live
     from .orm import ensure_demo_data, prepare_url
     from .render.jsonl import JsonLinesWriter
     from .render.orm_view import render_orm_run, write_instances
 
+    apply_redaction(show_secrets, redact_columns)
     url = prepare_url(dsn, driver)
     program = program_of()
     for notice in url.notices:
@@ -254,7 +285,8 @@ def _run_and_show(ctx: Ctx, program_of: Callable[[], Any], *, dsn: str, driver: 
 @click.pass_obj
 @guarded
 def demo(ctx: Ctx, dsn: str, driver: str, fmt: str, show_all: bool, rows: int,
-         write_pcap: str | None, iface: str | None, connect_timeout: float) -> None:
+         write_pcap: str | None, iface: str | None, connect_timeout: float, show_secrets: bool,
+         redact_columns: tuple[str, ...]) -> None:
     """Run the built-in ORM demo against a real server, captured live.
 
     Creates (if missing) a `users` table with two rows, then runs
@@ -270,7 +302,8 @@ def demo(ctx: Ctx, dsn: str, driver: str, fmt: str, show_all: bool, rows: int,
 
     _run_and_show(ctx, demo_program, dsn=dsn, driver=driver, fmt=fmt, show_all=show_all,
                   rows=rows, write_pcap=write_pcap, iface=iface,
-                  connect_timeout=connect_timeout, seed_demo=True)
+                  connect_timeout=connect_timeout, seed_demo=True, show_secrets=show_secrets,
+                  redact_columns=redact_columns)
 
 
 @cli.command()
@@ -279,7 +312,8 @@ def demo(ctx: Ctx, dsn: str, driver: str, fmt: str, show_all: bool, rows: int,
 @click.pass_obj
 @guarded
 def query(ctx: Ctx, function: str, dsn: str, driver: str, fmt: str, show_all: bool, rows: int,
-          write_pcap: str | None, iface: str | None, connect_timeout: float) -> None:
+          write_pcap: str | None, iface: str | None, connect_timeout: float, show_secrets: bool,
+          redact_columns: tuple[str, ...]) -> None:
     """Run your own ORM function (module:function) captured live.
 
     FUNCTION takes a SQLAlchemy Session and returns ORM instances (one, a
@@ -297,7 +331,7 @@ def query(ctx: Ctx, function: str, dsn: str, driver: str, fmt: str, show_all: bo
 
     _run_and_show(ctx, program, dsn=dsn, driver=driver, fmt=fmt, show_all=show_all, rows=rows,
                   write_pcap=write_pcap, iface=iface, connect_timeout=connect_timeout,
-                  seed_demo=False)
+                  seed_demo=False, show_secrets=show_secrets, redact_columns=redact_columns)
 
 
 def main() -> None:

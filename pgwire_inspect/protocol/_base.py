@@ -47,6 +47,9 @@ class Message:
     name: ClassVar[str] = "Message"
     #: The type byte, or b"" for the untyped startup-phase packets.
     type_code: ClassVar[bytes] = b""
+    #: Fields that hold secrets (passwords, password hashes, SASL proofs):
+    #: views mask them unless asked to show them.
+    secret_fields: ClassVar[tuple[str, ...]] = ()
 
     @property
     def length(self) -> int:

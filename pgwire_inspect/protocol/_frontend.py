@@ -286,6 +286,7 @@ class PasswordMessage(Message):
     password: str
     name: ClassVar[str] = "PasswordMessage"
     type_code: ClassVar[bytes] = b"p"
+    secret_fields: ClassVar[tuple[str, ...]] = ("password",)
 
     @classmethod
     def read_body(cls, r: Reader) -> dict[str, Any]:
@@ -300,6 +301,7 @@ class SASLInitialResponse(Message):
     data: bytes | None
     name: ClassVar[str] = "SASLInitialResponse"
     type_code: ClassVar[bytes] = b"p"
+    secret_fields: ClassVar[tuple[str, ...]] = ("data",)
 
     @classmethod
     def read_body(cls, r: Reader) -> dict[str, Any]:
@@ -315,6 +317,7 @@ class SASLResponse(Message):
     data: bytes
     name: ClassVar[str] = "SASLResponse"
     type_code: ClassVar[bytes] = b"p"
+    secret_fields: ClassVar[tuple[str, ...]] = ("data",)
 
     @classmethod
     def read_body(cls, r: Reader) -> dict[str, Any]:

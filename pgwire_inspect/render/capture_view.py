@@ -13,6 +13,7 @@ from ..conversation import Connection, QueryExchange, ResultSet
 from ..copydata import copy_rows, is_csv_copy, replication_message
 from ..decode import Decoded
 from ..protocol import CopyData
+from ._policy import current
 from .tables import (
     connection_header,
     data_row_table,
@@ -73,7 +74,7 @@ def copy_table(conn: Connection, q: QueryExchange, rows: int) -> RenderableType:
     title = (f"COPY {copy.kind.upper()} ({arrow}): {len(payloads)} CopyData, {size} bytes, "
              f"{'binary' if copy.format else ('CSV' if is_csv_copy(q.sql) else 'text')}")
     if copy.failed is not None:
-        title += f"; CopyFail: {copy.failed.message.summary()}"
+        title += f"; CopyFail: {current().summary(copy.failed.message)}"
     if conn.state.startup_parameters.get("replication"):
         names = [replication_message(p) or "?" for p in payloads]
         counts = ", ".join(f"{n} ×{names.count(n)}" for n in dict.fromkeys(names))
@@ -106,7 +107,7 @@ def render_query(console: Console, conn: Connection, q: QueryExchange, *, rows: 
         render_result_rows(console, conn, result, rows, catalog)
     for wm in q.responses:
         if wm.name in ("NoticeResponse", "NotificationResponse", "MalformedMessage"):
-            console.print(message_line(wm, wm.message.summary()))
+            console.print(message_line(wm, current().summary(wm.message)))
     console.print(query_footer(q))
     console.print()
 
@@ -124,7 +125,7 @@ def render_capture(console: Console, decoded: Decoded, *, rows: int = 5,
             render_query(console, conn, q, rows=rows, catalog=catalog)
         for wm in conn.trailing:
             detail = ("the frontend closes the connection" if wm.name == "Terminate"
-                      else wm.message.summary())
+                      else current().summary(wm.message))
             console.print(message_line(wm, detail))
         for d, reason in sorted(conn.ended.items()):
             side = "frontend" if d == "F" else "backend"

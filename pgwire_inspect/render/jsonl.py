@@ -11,7 +11,9 @@ from typing import IO, Any
 from ..conversation import Connection, WireMessage
 from ..copydata import replication_message
 from ..protocol import CopyData, DataRow, RowDescription
+from ..redact import MASK
 from ..types import type_name, value_to_json, value_to_text
+from ._policy import current
 
 __all__ = ["JsonLinesWriter", "message_object"]
 
@@ -42,7 +44,8 @@ def message_object(wm: WireMessage, conn: Connection) -> dict[str, Any]:
         A dict with keys conn, client, server, dir, type, frame, offset, length, fields.
     """
     msg = wm.message
-    fields = msg.fields()
+    policy = current()
+    fields = policy.message_fields(msg)
     if isinstance(msg, RowDescription):
         fields = {"columns": [
             {"name": c.name, "table_oid": c.table_oid, "column": c.column,
@@ -59,7 +62,12 @@ def message_object(wm: WireMessage, conn: Connection) -> dict[str, Any]:
             else:
                 oid, fmt = 0, 0
             values.append(_text_value(conn, oid, fmt, raw))
-        fields = {"values": values, "raw": fields["raw"]}
+        raws = fields["raw"]
+        if result is not None:
+            for i, c in enumerate(result.columns[: len(values)]):
+                if values[i] is not None and policy.hides_column(c.name):
+                    values[i] = raws[i] = MASK
+        fields = {"values": values, "raw": raws}
     elif isinstance(msg, CopyData) and conn.state.startup_parameters.get("replication"):
         fields["replication_message"] = replication_message(msg.data)
     return {"conn": wm.conn, "client": conn.client_text, "server": conn.server_text,

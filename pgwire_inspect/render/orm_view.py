@@ -13,6 +13,8 @@ from ..conversation import Connection
 from ..linking import LinkedInstance, LinkedQuery, LinkedRow, LinkedRun
 from ..orm import InstanceRecord
 from ..protocol import TRANSACTION_STATUS
+from ..redact import MASK
+from ._policy import current
 from .capture_view import render_result_rows
 from .jsonl import JsonLinesWriter
 from .tables import (
@@ -46,8 +48,13 @@ def instance_table(inst: InstanceRecord, row: LinkedRow | None, built: bool) -> 
     table.add_column("← wire column")
     names = [c.name for c in row.result.columns] if row is not None else []
     columns = row.columns if row is not None and row.columns else inst.columns
+    policy = current()
     for key, value in inst.attributes.items():
         col = columns.get(key, "")
+        if policy.hides_column(key) or (col and policy.hides_column(col)):
+            table.add_row(key, Text(f"{MASK} (--redact-columns)", style="dim"),
+                          inst.attribute_types.get(key, ""), Text(col))
+            continue
         where = Text(col)
         if col in names:
             where.append(f" (#{names.index(col) + 1})", style="dim")
@@ -181,8 +188,11 @@ def orm_instance_objects(linked: LinkedRun) -> list[dict[str, Any]]:
 
 def _instance_object(li: LinkedInstance) -> dict[str, Any]:
     inst = li.instance
+    policy = current()
+    attributes = {k: MASK if policy.hides_column(k) or policy.hides_column(inst.columns.get(k, ""))
+                  else v for k, v in inst.attributes.items()}
     obj: dict[str, Any] = {"type": "OrmInstance", "class": inst.class_name,
-                           "identity": list(inst.identity), "attributes": inst.attributes,
+                           "identity": list(inst.identity), "attributes": attributes,
                            "columns": inst.columns, "conn": None, "frame": None, "offset": None}
     if li.row is not None:
         obj.update(conn=li.row.row.conn, frame=li.row.row.frame, offset=li.row.row.message.offset)

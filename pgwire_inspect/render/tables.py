@@ -24,7 +24,9 @@ from ..protocol import (
     SSLResponse,
     StartupMessage,
 )
+from ..redact import MASK
 from ..types import type_name, value_to_text
+from ._policy import current
 
 if TYPE_CHECKING:
     from ..catalog import Catalog
@@ -114,7 +116,7 @@ def startup_summary(conn: Connection) -> RenderableType:
         elif isinstance(msg, ErrorResponse | NoticeResponse):
             lines.append(message_line(wm, "", error_text(msg.notice_fields)))
         else:
-            lines.append(message_line(wm, msg.summary()))
+            lines.append(message_line(wm, current().summary(msg)))
     if params:
         lines.append(Text(f"  ← ParameterStatus ×{len(params)}: " + ", ".join(params),
                           style="dim"))
@@ -276,8 +278,13 @@ def data_row_table(conn: Connection, result: ResultSet, row: WireMessage, number
     table.add_column("length", justify="right")
     table.add_column("raw bytes (hex)", overflow="fold")
     table.add_column("value", overflow="fold")
+    policy = current()
     for i, raw in enumerate(msg.values):
         name = result.columns[i].name if i < len(result.columns) else f"#{i + 1}"
         length = Text("-1 (NULL)" if raw is None else str(len(raw)))
+        if raw is not None and policy.hides_column(name):
+            table.add_row(name, length, Text(MASK, style="dim"),
+                          Text(f"{MASK} (--redact-columns)", style="dim"))
+            continue
         table.add_row(name, length, hex_cell(raw), value_cell(decoded[i]))
     return table
