@@ -257,6 +257,9 @@ def _run_and_show(ctx: Ctx, program_of: Callable[[], Any], *, dsn: str, driver: 
         n = save(write_pcap, result.frames)
         ctx.err.print(f"wrote {n} frames to {write_pcap} (it holds whatever was on the wire)",
                       highlight=False)
+    if result.run is None:
+        _show_interrupted(ctx, result.decoded, fmt, rows)
+        raise SystemExit(EXIT_INTERRUPTED)
     linked = link_run(result.run, result.connection)
     if fmt == "jsonl":
         writer = JsonLinesWriter(sys.stdout)
@@ -275,9 +278,27 @@ def _run_and_show(ctx: Ctx, program_of: Callable[[], Any], *, dsn: str, driver: 
             except PgWireError as exc:
                 ctx.err.print(f"[yellow]note:[/] no catalog names: {exc}", highlight=False)
         render_orm_run(ctx.out, linked, rows=rows, show_all=show_all, catalog=catalog)
+    if result.interrupted:
+        raise SystemExit(EXIT_INTERRUPTED)
     failed = [s for s in result.run.steps if s.error]
     if failed:
         raise PgWireError(f"step {failed[0].index + 1} failed: {failed[0].error}")
+
+
+def _show_interrupted(ctx: Ctx, decoded: Any, fmt: str, rows: int) -> None:
+    """After Ctrl-C: the captured connection(s) as `read` shows them."""
+    from .render.capture_view import render_capture
+    from .render.jsonl import JsonLinesWriter
+
+    if fmt == "jsonl":
+        writer = JsonLinesWriter(sys.stdout)
+        for conn in decoded.connections:
+            for wm in conn.messages:
+                writer.message(wm, conn)
+    else:
+        render_capture(ctx.out, decoded, rows=rows)
+    ctx.err.print("[yellow]interrupted[/]: the ORM run did not finish; the view above shows "
+                  "what was on the wire until then")
 
 
 @cli.command()

@@ -9,8 +9,10 @@ fixed sleep.
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .capture import Frame, LiveCapture
 from .conversation import Connection
@@ -25,18 +27,21 @@ class LiveResult:
     """What a live run produced.
 
     Attributes:
-        run: the ORM side's record.
-        decoded: the decoded capture, the ORM's connection only.
+        run: the ORM side's record (None when the run was interrupted).
+        decoded: the decoded capture, the ORM's connection only (every connection
+            to the server when the run was interrupted before its port was known).
         frames: the captured frames of that server (all connections), for --write-pcap.
         closed: False when the connection's close was not seen before the timeout.
         notices: one-line remarks for the user.
+        interrupted: the run was stopped by Ctrl-C (SIGINT).
     """
 
-    run: OrmRun
+    run: OrmRun | None
     decoded: Decoded
     frames: list[Frame]
     closed: bool
     notices: list[str] = field(default_factory=list)
+    interrupted: bool = False
 
     @property
     def connection(self) -> Connection | None:
@@ -49,6 +54,22 @@ def _resolve(host: str) -> str:
         return str(socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)[0][4][0])
     except OSError:
         return host
+
+
+def _cancel_backend(url: PreparedUrl, client_port: int) -> None:
+    """Cancel the query running on the connection from ``client_port`` (pg_cancel_backend).
+
+    Uses a separate connection (from another client port, so not part of the view).
+    """
+    import psycopg
+
+    dsn = url.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(dsn, connect_timeout=3, autocommit=True, sslmode="disable") as c:
+            c.execute("select pg_cancel_backend(pid) from pg_stat_activity "
+                      "where client_port = %s and pid <> pg_backend_pid()", (client_port,))
+    except psycopg.Error:
+        pass  # the run is being abandoned anyway
 
 
 def run_live(url: PreparedUrl, program: Sequence[OrmStep], *, iface: str | None = None,
@@ -73,14 +94,43 @@ def run_live(url: PreparedUrl, program: Sequence[OrmStep], *, iface: str | None 
     cap = LiveCapture(_resolve(url.host), url.port, iface)
     cap.start()
     closed = False
+    box: dict[str, Any] = {}
+    interrupted = False
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            box["run"] = run_orm(url, program, on_connect=ports.append,
+                                 connect_timeout=connect_timeout)
+        except BaseException as exc:  # handed to the main thread below
+            box["error"] = exc
+        finally:
+            done.set()
+
+    # The ORM runs in a worker thread so that Ctrl-C reaches this thread at once,
+    # even while the driver blocks in C waiting for the server.
+    worker = threading.Thread(target=work, name="pgwire-orm", daemon=True)
     try:
-        run = run_orm(url, program, on_connect=ports.append, connect_timeout=connect_timeout)
-        if run.client_port is not None:
-            closed = cap.wait_for_close(run.client_port, close_timeout)
+        worker.start()
+        # An Event, not Thread.join: a join interrupted by Ctrl-C can wrongly report
+        # the thread as finished afterwards (CPython issue gh-90882).
+        try:
+            while not done.wait(0.1):
+                pass
+        except KeyboardInterrupt:
+            interrupted = True
+            if ports:
+                _cancel_backend(url, ports[0])
+            done.wait(connect_timeout)
+        run: OrmRun | None = box.get("run")
+        if "error" in box and not interrupted:
+            raise box["error"]
+        if run is not None and run.client_port is not None:
+            closed = cap.wait_for_close(run.client_port, 1.0 if interrupted else close_timeout)
     finally:
         cap.stop()
     frames = cap.frames()
-    client = run.client_port
+    client = run.client_port if run is not None else (ports[0] if ports else None)
     decoded = decode_frames(frames, ports=(url.port,),
                             client_ports=None if client is None else (client,),
                             keep_frames=True)
@@ -88,4 +138,7 @@ def run_live(url: PreparedUrl, program: Sequence[OrmStep], *, iface: str | None 
     if not closed:
         notices.append(f"the connection's close was not seen within {close_timeout:g} s; "
                        "the capture may miss its last packets")
-    return LiveResult(run, decoded, frames, closed, notices)
+    if interrupted:
+        notices.append("interrupted (Ctrl-C): the running query was cancelled; showing what "
+                       "was captured until then")
+    return LiveResult(run, decoded, frames, closed, notices, interrupted)

@@ -175,3 +175,32 @@ def test_refused_connection_is_one_line(pg_dsn: str) -> None:
 
 def test_click_group_is_a_group() -> None:
     assert isinstance(cli, click.Group)
+
+
+def test_ctrl_c_cancels_shows_saves_and_exits_130(pg_dsn: str, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    (tmp_path / "slow.py").write_text(
+        "from sqlalchemy import text\n"
+        "def sleepy(session):\n"
+        "    return session.execute(text('select pg_sleep(30)')).all()\n")
+    pcap = tmp_path / "partial.pcap"
+    env = dict(os.environ, NO_COLOR="1", COLUMNS="120")
+    proc = subprocess.Popen([sys.executable, "-m", "pgwire_inspect", "query", "--dsn", pg_dsn,
+                             "slow:sleepy", "--write-pcap", str(pcap)], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert time.monotonic() - sent < 10
+    assert "Traceback" not in err and "interrupted" in err
+    assert "select pg_sleep(30)" in out
+    assert "57014" in out  # the cancelled query's ErrorResponse is on the wire
+    assert pcap.stat().st_size > 0
+    back = run_cli("read", str(pcap), "--format", "jsonl")
+    assert any(o["type"] == "ErrorResponse" for o in jsonl(back.stdout))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["partial.pcap", "slow.py"] or all(
+        p.name in ("partial.pcap", "slow.py", "__pycache__") for p in tmp_path.iterdir())
