@@ -142,17 +142,22 @@ def apply_redaction(show_secrets: bool, redact_columns: tuple[str, ...]) -> None
 @click.option("--rows", type=int, default=5, show_default=True,
               help="DataRows shown per result (the last one is shown too).")
 @click.option("--dsn", help="Resolve table and type OIDs to names from this server's catalog.")
+@click.option("--stats", is_flag=True,
+              help="Decode everything (values included) and print a summary: queries by kind, "
+                   "rows, bytes, errors, latency percentiles per query text. For big captures.")
 @redaction_options
 @click.pass_obj
 @guarded
 def read(ctx: Ctx, capture: str, ports: tuple[int, ...], fmt: str, rows: int,
-         dsn: str | None, show_secrets: bool, redact_columns: tuple[str, ...]) -> None:
+         dsn: str | None, stats: bool, show_secrets: bool,
+         redact_columns: tuple[str, ...]) -> None:
     """Decode a saved capture (pcap or pcapng, as tcpdump and Wireshark write them).
 
     \b
     Example:
       pgwire-inspect read session.pcapng --port 5433
       pgwire-inspect read session.pcap --format jsonl | jq .type
+      pgwire-inspect read big.pcap --stats
     """
     from .capture import open_capture
     from .decode import decode_frames
@@ -162,7 +167,22 @@ def read(ctx: Ctx, capture: str, ports: tuple[int, ...], fmt: str, rows: int,
     source = sys.stdin.buffer if capture == "-" else capture
     cap = open_capture(source)
     port_set = ports or None
-    if fmt == "jsonl":
+    if stats:
+        from .render.stats_view import render_stats
+        from .stats import StatsCollector
+
+        collector = StatsCollector()
+        decoded = decode_frames(cap, ports=port_set, keep_messages=False, keep_rows=False,
+                                keep_queries=False, on_row=collector.on_row,
+                                on_query=collector.on_query)
+        collector.finish(decoded.connections)
+        if fmt == "jsonl":
+            import json
+
+            sys.stdout.write(json.dumps(collector.as_json(), default=str) + "\n")
+        else:
+            render_stats(ctx.out, collector, frames=decoded.frames)
+    elif fmt == "jsonl":
         from .render.jsonl import JsonLinesWriter
 
         writer = JsonLinesWriter(sys.stdout)

@@ -115,6 +115,8 @@ class ResultSet:
     formats: tuple[int, ...]
     rows: list[WireMessage] = field(default_factory=list)
     complete: WireMessage | None = None
+    #: DataRows received (also when the rows themselves are not kept).
+    row_count: int = 0
 
     @property
     def tag(self) -> str | None:
@@ -197,7 +199,7 @@ class QueryExchange:
     @property
     def row_count(self) -> int:
         """DataRows received, over all results."""
-        return sum(len(r.rows) for r in self.results)
+        return sum(r.row_count for r in self.results)
 
 
 @dataclass
@@ -230,10 +232,18 @@ class Connection:
         gaps: (direction, stream offset, length, frame before, frame after) of each hole.
         ended: direction → how it ended ("FIN", "RST", "end of capture").
         decoder: a `ValueDecoder` that follows the session's ParameterStatus.
+
+    Options: ``keep_messages``, ``keep_rows`` (DataRows on their result sets) and
+    ``keep_queries`` (on `queries`) keep what the views need; ``on_row(conn,
+    result, row)`` is called for each DataRow and ``on_query(conn, query)`` when
+    a query's ReadyForQuery arrives, for consumers that keep nothing.
     """
 
     def __init__(self, conn: int, client: tuple[str, int], server: tuple[str, int],
-                 frame: int, ts: float, handshake: bool, *, keep_messages: bool = True) -> None:
+                 frame: int, ts: float, handshake: bool, *, keep_messages: bool = True,
+                 keep_rows: bool = True, keep_queries: bool = True,
+                 on_row: Callable[[Connection, ResultSet, WireMessage], None] | None = None,
+                 on_query: Callable[[Connection, QueryExchange], None] | None = None) -> None:
         self.id = conn
         #: The number the caller opened it with (`id` may be renumbered for display).
         self.key = conn
@@ -243,6 +253,12 @@ class Connection:
         self.first_ts = ts
         self.handshake = handshake
         self.keep_messages = keep_messages
+        self.keep_rows = keep_rows
+        self.keep_queries = keep_queries
+        self.on_row = on_row
+        self.on_query = on_query
+        #: Queries seen (also when they are not kept).
+        self.query_count = 0
         self.parser = ConnectionParser()
         if not handshake:
             # Without the SYN the capture may have begun mid-connection.
@@ -402,8 +418,10 @@ class Connection:
                 emit(wm, self)
 
     def _new_query(self, kind: str, wm: WireMessage) -> QueryExchange:
-        q = QueryExchange(len(self.queries), self.id, kind, started=wm.ts)
-        self.queries.append(q)
+        q = QueryExchange(self.query_count, self.id, kind, started=wm.ts)
+        self.query_count += 1
+        if self.keep_queries:
+            self.queries.append(q)
         self._awaiting.append(q)
         return q
 
@@ -509,7 +527,8 @@ class Connection:
             else:
                 self.startup.append(wm)
             return
-        q.responses.append(wm)
+        if self.keep_rows or not isinstance(msg, DataRow):
+            q.responses.append(wm)
         if isinstance(msg, _ASYNC):
             return
         if isinstance(msg, CopyInResponse | CopyOutResponse | CopyBothResponse):
@@ -540,8 +559,12 @@ class Connection:
                 self._pending_describe.popleft()
         elif isinstance(msg, DataRow):
             result = self._current_result(q)
-            result.rows.append(wm)
+            result.row_count += 1
+            if self.keep_rows:
+                result.rows.append(wm)
             self._last_row = (wm, result)
+            if self.on_row is not None:
+                self.on_row(self, result, wm)
         elif isinstance(msg, CommandComplete | EmptyQueryResponse) or msg.name == "PortalSuspended":
             self._current_result(q).complete = wm
         elif isinstance(msg, ErrorResponse):
@@ -552,6 +575,8 @@ class Connection:
             q.ended = wm.ts
             self._awaiting.popleft()
             self._pending_describe.clear()
+            if self.on_query is not None:
+                self.on_query(self, q)
 
     # ---------------------------------------------------------------- values
 
@@ -598,21 +623,29 @@ class ConversationBuilder:
     Args:
         keep_messages: keep every message on its connection (needed by the
             table views; a streaming consumer passes False and uses ``emit``).
+        keep_rows, keep_queries, on_row, on_query: see `Connection`; a consumer
+            of huge captures keeps neither rows nor queries and counts them in
+            the callbacks, so memory stays bounded.
         emit: called with each decoded message and its connection, in decoding order.
     """
 
     def __init__(self, *, keep_messages: bool = True,
-                 emit: Callable[[WireMessage, Connection], None] | None = None) -> None:
+                 emit: Callable[[WireMessage, Connection], None] | None = None,
+                 keep_rows: bool = True, keep_queries: bool = True,
+                 on_row: Callable[[Connection, ResultSet, WireMessage], None] | None = None,
+                 on_query: Callable[[Connection, QueryExchange], None] | None = None) -> None:
         self.connections: list[Connection] = []
         self._by_id: dict[int, Connection] = {}
         self.keep_messages = keep_messages
         self.emit = emit
+        self.options = {"keep_rows": keep_rows, "keep_queries": keep_queries,
+                        "on_row": on_row, "on_query": on_query}
 
     def open(self, conn: int, client: tuple[str, int], server: tuple[str, int], frame: int,
              ts: float, handshake: bool) -> Connection:
         """Start a connection (numbered by the caller, 0-based)."""
         c = Connection(conn, client, server, frame, ts, handshake,
-                       keep_messages=self.keep_messages)
+                       keep_messages=self.keep_messages, **self.options)  # type: ignore[arg-type]
         self.connections.append(c)
         self._by_id[conn] = c
         return c

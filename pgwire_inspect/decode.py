@@ -10,7 +10,13 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
 
 from .capture import Frame, decode_frame
-from .conversation import Connection, ConversationBuilder, QueryExchange, WireMessage
+from .conversation import (
+    Connection,
+    ConversationBuilder,
+    QueryExchange,
+    ResultSet,
+    WireMessage,
+)
 from .errors import CaptureError
 from .reassembly import ConnectionStarted, Reassembler, StreamData, StreamEnd, StreamGap
 
@@ -179,6 +185,10 @@ def decode_frames(
     keep_messages: bool = True,
     keep_frames: bool = False,
     emit: Callable[[WireMessage, Connection], None] | None = None,
+    keep_rows: bool = True,
+    keep_queries: bool = True,
+    on_row: Callable[[Connection, ResultSet, WireMessage], None] | None = None,
+    on_query: Callable[[Connection, QueryExchange], None] | None = None,
 ) -> Decoded:
     """Decode frames into connections and queries.
 
@@ -194,6 +204,8 @@ def decode_frames(
         keep_messages: keep every message on its connection (the table views need it).
         keep_frames: keep the frames themselves in `Decoded.kept_frames`.
         emit: called with each message and its connection as it is decoded, in order.
+        keep_rows, keep_queries, on_row, on_query: for consumers of huge captures
+            that keep nothing and count in callbacks (see `Connection`).
 
     Returns:
         The `Decoded` result. Frames that cannot be decoded are counted in
@@ -202,7 +214,8 @@ def decode_frames(
     """
     out = Decoded()
     router = _Router(ports is None, emit)
-    builder = ConversationBuilder(keep_messages=keep_messages)
+    builder = ConversationBuilder(keep_messages=keep_messages, keep_rows=keep_rows,
+                                  keep_queries=keep_queries, on_row=on_row, on_query=on_query)
     reasm = Reassembler(server_ports=ports)
     tracked: set[int] = set()
 

@@ -1,0 +1,204 @@
+"""Summaries of big captures: queries by kind, rows, bytes, errors, latency percentiles.
+
+The collector plugs into `decode_frames` through its ``on_row`` and
+``on_query`` callbacks with rows and queries not kept, so memory stays
+bounded whatever the capture's size; it decodes every DataRow value on the
+way (so the summary also proves the values decode). Latency is the time
+from a query's first request message to its ReadyForQuery, from the
+capture's timestamps.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from .conversation import Connection, QueryExchange, ResultSet, WireMessage
+
+__all__ = ["ConnectionStats", "PatternStats", "StatsCollector", "normalize_sql", "percentile"]
+
+_STRING = re.compile(r"(?:[EeBbXxUu]&?)?'(?:[^']|'')*'")
+_NUMBER = re.compile(r"(?<![\w$])[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+)(?![\w])")
+_SPACE = re.compile(r"\s+")
+_IN_LIST = re.compile(r"\(\s*\?(?:\s*,\s*\?)+\s*\)")
+#: Latency samples kept per pattern (reservoir sampling beyond this).
+MAX_SAMPLES = 100_000
+
+
+def normalize_sql(sql: str | None) -> str:
+    """The query text with constants replaced by ``?`` and whitespace collapsed.
+
+    ``select * from t where id = 42 and name = 'x'`` and the same with 43 and
+    'y' give the same text; lists of constants ``(1, 2, 3)`` become ``(?, ...)``.
+    """
+    if not sql:
+        return "(no SQL)"
+    text = _STRING.sub("?", sql)
+    text = _NUMBER.sub("?", text)
+    text = _IN_LIST.sub("(?, ...)", text)
+    return _SPACE.sub(" ", text).strip()
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of already sorted values, by linear interpolation."""
+    if not sorted_values:
+        return float("nan")
+    pos = (len(sorted_values) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+@dataclass
+class PatternStats:
+    """Statistics of one normalized query text.
+
+    Attributes:
+        pattern: the normalized text.
+        count: queries with this text.
+        errors: those that ended with an ErrorResponse.
+        rows: DataRows they returned.
+        total: summed latency, seconds.
+        samples: latencies in seconds (a uniform sample when there are very many).
+    """
+
+    pattern: str
+    count: int = 0
+    errors: int = 0
+    rows: int = 0
+    total: float = 0.0
+    samples: list[float] = field(default_factory=list)
+
+    def add(self, latency: float | None, rows: int, error: bool, rng: random.Random) -> None:
+        """Count one query."""
+        self.count += 1
+        self.rows += rows
+        self.errors += int(error)
+        if latency is None:
+            return
+        self.total += latency
+        if len(self.samples) < MAX_SAMPLES:
+            self.samples.append(latency)
+        else:
+            k = rng.randrange(self.count)
+            if k < MAX_SAMPLES:
+                self.samples[k] = latency
+
+    def quantiles(self) -> dict[str, float]:
+        """p50, p90, p99 and max latency in seconds."""
+        values = sorted(self.samples)
+        return {"p50": percentile(values, 0.5), "p90": percentile(values, 0.9),
+                "p99": percentile(values, 0.99), "max": values[-1] if values else float("nan")}
+
+
+@dataclass
+class ConnectionStats:
+    """Statistics of one connection.
+
+    Attributes:
+        conn: the connection's number; client, server: "ip:port".
+        kinds: queries by kind ("simple", "extended", "function").
+        rows: DataRows; values: column values decoded; value_errors: values that failed.
+        errors: queries that ended with an ErrorResponse.
+        bytes_f, bytes_b: bytes each way; malformed: malformed stretches;
+        gaps / bytes_lost: holes in the capture.
+        verdict: what the connection holds ("PostgreSQL", "encrypted (TLS)" ...).
+    """
+
+    conn: int
+    client: str
+    server: str
+    kinds: Counter[str] = field(default_factory=Counter)
+    rows: int = 0
+    values: int = 0
+    value_errors: int = 0
+    errors: int = 0
+    bytes_f: int = 0
+    bytes_b: int = 0
+    malformed: int = 0
+    gaps: int = 0
+    bytes_lost: int = 0
+    verdict: str = ""
+
+
+class StatsCollector:
+    """Collects statistics from `decode_frames` callbacks.
+
+    Use ``decode_frames(frames, keep_messages=False, keep_rows=False,
+    keep_queries=False, on_row=c.on_row, on_query=c.on_query)`` then
+    ``c.finish(decoded.connections)``.
+    """
+
+    def __init__(self) -> None:
+        self.patterns: dict[str, PatternStats] = {}
+        self.connections: dict[int, ConnectionStats] = {}
+        self._rng = random.Random(0)
+
+    def _conn(self, conn: Connection) -> ConnectionStats:
+        cs = self.connections.get(conn.key)
+        if cs is None:
+            cs = self.connections[conn.key] = ConnectionStats(conn.id, conn.client_text,
+                                                              conn.server_text)
+        return cs
+
+    def on_row(self, conn: Connection, result: ResultSet, row: WireMessage) -> None:
+        """Decode one DataRow's values and count them."""
+        cs = self._conn(conn)
+        cs.rows += 1
+        for value in conn.decode_row(result, row):
+            cs.values += 1
+            if isinstance(value, Exception):
+                cs.value_errors += 1
+
+    def on_query(self, conn: Connection, q: QueryExchange) -> None:
+        """Count one finished query under its normalized text."""
+        cs = self._conn(conn)
+        cs.kinds[q.kind] += 1
+        error = q.error is not None
+        cs.errors += int(error)
+        key = normalize_sql(q.sql)
+        ps = self.patterns.get(key)
+        if ps is None:
+            ps = self.patterns[key] = PatternStats(key)
+        ps.add(q.duration, q.row_count, error, self._rng)
+
+    def finish(self, connections: list[Connection]) -> None:
+        """Take bytes, malformed counts, gaps and verdicts from the decoded connections."""
+        for conn in connections:
+            cs = self._conn(conn)
+            cs.conn = conn.id
+            cs.bytes_f, cs.bytes_b = conn.bytes["F"], conn.bytes["B"]
+            cs.malformed = len(conn.malformed)
+            cs.gaps = len(conn.gaps)
+            cs.bytes_lost = sum(g[2] for g in conn.gaps)
+            cs.verdict = conn.verdict
+        shown = {c.key for c in connections}
+        self.connections = {k: v for k, v in self.connections.items() if k in shown}
+
+    def slowest(self) -> list[PatternStats]:
+        """Query patterns, the slowest (by p99, then max latency) first."""
+        def key(ps: PatternStats) -> tuple[float, float]:
+            q = ps.quantiles()
+            return (-(q["p99"] if q["p99"] == q["p99"] else -1.0),
+                    -(q["max"] if q["max"] == q["max"] else -1.0))
+
+        return sorted(self.patterns.values(), key=key)
+
+    def as_json(self) -> dict[str, Any]:
+        """The whole summary as one JSON-ready object (``{"type": "Stats", ...}``)."""
+        conns = sorted(self.connections.values(), key=lambda c: c.conn)
+        return {
+            "type": "Stats",
+            "connections": [{
+                "conn": c.conn, "client": c.client, "server": c.server, "verdict": c.verdict,
+                "queries": dict(c.kinds), "rows": c.rows, "values": c.values,
+                "value_errors": c.value_errors, "errors": c.errors,
+                "bytes": {"F": c.bytes_f, "B": c.bytes_b}, "malformed": c.malformed,
+                "gaps": c.gaps, "bytes_lost": c.bytes_lost} for c in conns],
+            "queries": [{"sql": p.pattern, "count": p.count, "errors": p.errors, "rows": p.rows,
+                         "total_s": p.total, **{f"{k}_s": v for k, v in p.quantiles().items()}}
+                        for p in self.slowest()],
+        }
