@@ -90,6 +90,7 @@ __all__ = [
     "field_spans",
 ]
 
+_I16 = struct.Struct("!h")
 _I32 = struct.Struct("!i")
 _HDR = struct.Struct("!ci")
 
@@ -219,6 +220,36 @@ def decode_message(
         return MalformedMessage(direction, offset, raw[:_KEEP_MALFORMED],
                                 f"malformed {cls.name}: {exc.reason}", offset + exc.pos, len(raw))
     return cls(direction, offset, raw, **kwargs)
+
+
+def _fast_data_row(direction: str, offset: int, raw: bytes) -> Message | None:
+    """DataRow without the field-by-field Reader: the hot path of big results.
+
+    Returns None when anything is off, so that `decode_message` reports it.
+    """
+    end = len(raw)
+    if end < 7:
+        return None
+    (n,) = _I16.unpack_from(raw, 5)
+    pos = 7
+    values: list[bytes | None] = []
+    append = values.append
+    unpack = _I32.unpack_from
+    for _ in range(n):
+        if pos + 4 > end:
+            return None
+        (size,) = unpack(raw, pos)
+        pos += 4
+        if size == -1:
+            append(None)
+            continue
+        if size < 0 or pos + size > end:
+            return None
+        append(raw[pos : pos + size])
+        pos += size
+    if pos != end or n < 0:
+        return None
+    return DataRow(direction, offset, raw, tuple(values))
 
 
 def field_spans(message: Message) -> list[Span]:
@@ -400,6 +431,12 @@ class StreamParser:
 
     def _emit(self, cls: type[Message], n: int) -> Message:
         offset, raw = self._take(n)
+        msg: Message | None = None
+        if cls is DataRow:
+            msg = _fast_data_row(self.direction, offset, raw)
+            if msg is not None:
+                self.messages += 1
+                return msg
         msg = decode_message(cls, self.direction, offset, raw)
         if isinstance(msg, MalformedMessage):
             self.malformed += 1
