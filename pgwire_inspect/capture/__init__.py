@@ -8,6 +8,9 @@ Public names:
 - :func:`dissect_headers` / :class:`HeaderField`: every header field with its byte span.
 - :class:`LiveCapture`: capture the traffic to and from one server on this machine.
 - :func:`write_pcap`: save frames as a pcap (or pcapng) file.
+- :func:`read_hexdump` / :func:`looks_like_hexdump`: frames from hex dump text.
+- :class:`FragmentReassembler`: fragmented IPv4/IPv6 datagrams back into whole frames.
+- :class:`RelayCapture`: record a server's traffic through a TCP relay, without raw sockets.
 
 This package imports scapy, the standard library and
 :mod:`pgwire_inspect.errors` only.
@@ -25,6 +28,8 @@ from pgwire_inspect.capture._model import (
     TcpSegment,
 )
 from pgwire_inspect.capture.files import CaptureFile, open_capture
+from pgwire_inspect.capture.fragments import FragmentReassembler
+from pgwire_inspect.capture.hexdump import looks_like_hexdump, read_hexdump
 from pgwire_inspect.capture.links import (
     LINKTYPE_NAMES,
     HeaderField,
@@ -32,6 +37,7 @@ from pgwire_inspect.capture.links import (
     dissect_headers,
     tcp_flag_names,
 )
+from pgwire_inspect.capture.relay import RelayCapture
 from pgwire_inspect.capture.sniff import LiveCapture
 from pgwire_inspect.capture.writer import write_pcap
 
@@ -43,13 +49,17 @@ __all__ = [
     "TCP_RST",
     "TCP_SYN",
     "CaptureFile",
+    "FragmentReassembler",
     "Frame",
     "HeaderField",
     "LiveCapture",
+    "RelayCapture",
     "TcpSegment",
     "decode_frame",
     "dissect_headers",
+    "looks_like_hexdump",
     "open_capture",
+    "read_hexdump",
     "tcp_flag_names",
     "write_pcap",
 ]
