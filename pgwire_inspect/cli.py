@@ -142,6 +142,9 @@ def apply_redaction(show_secrets: bool, redact_columns: tuple[str, ...]) -> None
 @click.option("--rows", type=int, default=5, show_default=True,
               help="DataRows shown per result (the last one is shown too).")
 @click.option("--dsn", help="Resolve table and type OIDs to names from this server's catalog.")
+@click.option("--linktype", type=int, default=None,
+              help="Link type of a hex dump's frames (1 Ethernet, 0 BSD loopback, 101 raw IP, "
+                   "113 Linux cooked); guessed from the bytes when not given.")
 @click.option("--stats", is_flag=True,
               help="Decode everything (values included) and print a summary: queries by kind, "
                    "rows, bytes, errors, latency percentiles per query text. For big captures.")
@@ -149,23 +152,24 @@ def apply_redaction(show_secrets: bool, redact_columns: tuple[str, ...]) -> None
 @click.pass_obj
 @guarded
 def read(ctx: Ctx, capture: str, ports: tuple[int, ...], fmt: str, rows: int,
-         dsn: str | None, stats: bool, show_secrets: bool,
+         dsn: str | None, linktype: int | None, stats: bool, show_secrets: bool,
          redact_columns: tuple[str, ...]) -> None:
-    """Decode a saved capture (pcap or pcapng, as tcpdump and Wireshark write them).
+    """Decode a saved capture: pcap or pcapng (as tcpdump and Wireshark write them), or a
+    hex dump (Wireshark "Copy as Hex Dump", tcpdump -xx/-X, od -Ax -tx1, hexdump -C, xxd).
+    CAPTURE may be - for standard input.
 
     \b
     Example:
       pgwire-inspect read session.pcapng --port 5433
       pgwire-inspect read session.pcap --format jsonl | jq .type
       pgwire-inspect read big.pcap --stats
+      pbpaste | pgwire-inspect read -
     """
-    from .capture import open_capture
     from .decode import decode_frames
     from .render.capture_view import render_capture
 
     apply_redaction(show_secrets, redact_columns)
-    source = sys.stdin.buffer if capture == "-" else capture
-    cap = open_capture(source)
+    cap = _open_source(capture, linktype)
     port_set = ports or None
     if stats:
         from .render.stats_view import render_stats
@@ -201,6 +205,28 @@ def read(ctx: Ctx, capture: str, ports: tuple[int, ...], fmt: str, rows: int,
     if not decoded.connections:
         where = f"on port {', '.join(map(str, ports))}" if ports else "that looks like PostgreSQL"
         ctx.err.print(f"[yellow]no TCP connection {where} in {decoded.frames} frames[/]")
+
+
+def _open_source(path: str, linktype: int | None) -> Any:
+    """A capture file, or the frames of a hex dump, from a path or "-" (stdin)."""
+    import io
+
+    from .capture import looks_like_hexdump, open_capture, read_hexdump
+
+    if path == "-":
+        data = sys.stdin.buffer.read()
+        if looks_like_hexdump(data):
+            return read_hexdump(data.decode("utf-8", "replace"), linktype=linktype)
+        return open_capture(io.BytesIO(data))
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8192)
+    except OSError as exc:
+        raise CaptureError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if looks_like_hexdump(head):
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return read_hexdump(fh.read(), linktype=linktype)
+    return open_capture(path)
 
 
 def _catalog_for(dsn: str, decoded: Any) -> Any:
@@ -243,6 +269,11 @@ def live_options(fn: F) -> F:
                      help="Save the captured frames as a pcap file (Wireshark opens it)."),
         click.option("--iface", help="Interface to capture on (default: the one that reaches "
                                      "the server; the loopback interface for 127.0.0.1)."),
+        click.option("--capture", "capture_method", type=click.Choice(["auto", "sniff", "relay"]),
+                     default="auto", show_default=True,
+                     help="sniff: raw socket on the interface (root or CAP_NET_RAW); relay: a "
+                          "TCP relay on a loopback port records both directions; auto: sniff "
+                          "when permitted and the server is on this machine, else relay."),
         click.option("--connect-timeout", type=float, default=10, show_default=True,
                      help="Seconds to wait for the server."),
     ]
@@ -254,7 +285,7 @@ def live_options(fn: F) -> F:
 def _run_and_show(ctx: Ctx, program_of: Callable[[], Any], *, dsn: str, driver: str, fmt: str,
                   show_all: bool, rows: int, write_pcap: str | None, iface: str | None,
                   connect_timeout: float, seed_demo: bool, show_secrets: bool,
-                  redact_columns: tuple[str, ...]) -> None:
+                  redact_columns: tuple[str, ...], capture_method: str = "auto") -> None:
     from .linking import link_run
     from .live import run_live
     from .orm import ensure_demo_data, prepare_url
@@ -268,7 +299,8 @@ def _run_and_show(ctx: Ctx, program_of: Callable[[], Any], *, dsn: str, driver: 
         ctx.err.print(f"[yellow]note:[/] {notice}", highlight=False)
     if seed_demo:
         ensure_demo_data(url)
-    result = run_live(url, program, iface=iface, connect_timeout=connect_timeout)
+    result = run_live(url, program, iface=iface, connect_timeout=connect_timeout,
+                      capture=capture_method)
     for notice in result.notices[len(url.notices):]:
         ctx.err.print(f"[yellow]note:[/] {notice}", highlight=False)
     if write_pcap:
@@ -326,8 +358,8 @@ def _show_interrupted(ctx: Ctx, decoded: Any, fmt: str, rows: int) -> None:
 @click.pass_obj
 @guarded
 def demo(ctx: Ctx, dsn: str, driver: str, fmt: str, show_all: bool, rows: int,
-         write_pcap: str | None, iface: str | None, connect_timeout: float, show_secrets: bool,
-         redact_columns: tuple[str, ...]) -> None:
+         write_pcap: str | None, iface: str | None, capture_method: str, connect_timeout: float,
+         show_secrets: bool, redact_columns: tuple[str, ...]) -> None:
     """Run the built-in ORM demo against a real server, captured live.
 
     Creates (if missing) a `users` table with two rows, then runs
@@ -344,7 +376,7 @@ def demo(ctx: Ctx, dsn: str, driver: str, fmt: str, show_all: bool, rows: int,
     _run_and_show(ctx, demo_program, dsn=dsn, driver=driver, fmt=fmt, show_all=show_all,
                   rows=rows, write_pcap=write_pcap, iface=iface,
                   connect_timeout=connect_timeout, seed_demo=True, show_secrets=show_secrets,
-                  redact_columns=redact_columns)
+                  redact_columns=redact_columns, capture_method=capture_method)
 
 
 @cli.command()
@@ -353,8 +385,8 @@ def demo(ctx: Ctx, dsn: str, driver: str, fmt: str, show_all: bool, rows: int,
 @click.pass_obj
 @guarded
 def query(ctx: Ctx, function: str, dsn: str, driver: str, fmt: str, show_all: bool, rows: int,
-          write_pcap: str | None, iface: str | None, connect_timeout: float, show_secrets: bool,
-          redact_columns: tuple[str, ...]) -> None:
+          write_pcap: str | None, iface: str | None, capture_method: str,
+          connect_timeout: float, show_secrets: bool, redact_columns: tuple[str, ...]) -> None:
     """Run your own ORM function (module:function) captured live.
 
     FUNCTION takes a SQLAlchemy Session and returns ORM instances (one, a
@@ -372,7 +404,8 @@ def query(ctx: Ctx, function: str, dsn: str, driver: str, fmt: str, show_all: bo
 
     _run_and_show(ctx, program, dsn=dsn, driver=driver, fmt=fmt, show_all=show_all, rows=rows,
                   write_pcap=write_pcap, iface=iface, connect_timeout=connect_timeout,
-                  seed_demo=False, show_secrets=show_secrets, redact_columns=redact_columns)
+                  seed_demo=False, show_secrets=show_secrets, redact_columns=redact_columns,
+                  capture_method=capture_method)
 
 
 def main() -> None:

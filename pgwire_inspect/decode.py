@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
 
-from .capture import Frame, decode_frame
+from .capture import FragmentReassembler, Frame, decode_frame
 from .conversation import (
     Connection,
     ConversationBuilder,
@@ -244,10 +244,14 @@ def decode_frames(
                 builder.end(ev.conn, ev.direction, ev.reason, ev.frame, ev.ts)
                 router.ended(ev.conn, builder.get(ev.conn))
 
-    for frame in frames:
+    frags = FragmentReassembler()
+    for captured in frames:
         out.frames += 1
         if keep_frames:
-            out.kept_frames.append(frame)
+            out.kept_frames.append(captured)
+        frame = frags.feed(captured)
+        if frame is None:
+            continue  # a fragment, held until its datagram is whole
         try:
             seg = decode_frame(frame)
         except CaptureError as exc:
@@ -268,6 +272,8 @@ def decode_frames(
                                                     seg.payload_offset, len(seg.payload))
         handle(list(events))
     handle(list(reasm.finish()))
+    frags.finish()
+    out.problems.extend(frags.problems)
     out.connections = sorted((c for c in builder.connections if router.shown(c.key)),
                              key=lambda c: c.id)
     out.ignored = sum(1 for c in builder.connections if not router.shown(c.key))

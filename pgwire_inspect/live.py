@@ -8,15 +8,18 @@ fixed sleep.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import socket
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .capture import Frame, LiveCapture
+from .capture import Frame, LiveCapture, RelayCapture
 from .conversation import Connection
 from .decode import Decoded, decode_frames
+from .errors import CaptureError
 from .orm import OrmRun, OrmStep, PreparedUrl, run_orm
 
 __all__ = ["LiveResult", "run_live"]
@@ -72,8 +75,58 @@ def _cancel_backend(url: PreparedUrl, client_port: int) -> None:
         pass  # the run is being abandoned anyway
 
 
+def _is_local(addr: str) -> bool:
+    """Whether ``addr`` is this machine (loopback or one of its interfaces' addresses)."""
+    try:
+        ip = ipaddress.ip_address(addr.split("%")[0])
+    except ValueError:
+        return False
+    if ip.is_loopback:
+        return True
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None)
+    except OSError:
+        infos = []
+    local = {i[4][0] for i in infos}
+    with contextlib.suppress(OSError), socket.socket(
+            socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((str(ip), 0))  # binding works only to an address of this machine
+        return True
+    return str(ip) in local
+
+
+def _open_capture(url: PreparedUrl, method: str, iface: str | None,
+                  notices: list[str]) -> tuple[Any, PreparedUrl]:
+    """Start the capture; returns it and the URL the ORM must connect to.
+
+    ``method`` "sniff" sniffs the interface, "relay" records through a TCP relay
+    on a loopback port, "auto" sniffs when the server is on this machine and
+    sniffing is permitted, and relays otherwise (saying so in ``notices``).
+    """
+    addr = _resolve(url.host)
+    if method == "auto" and not _is_local(addr):
+        notices.append(f"{url.host} is not on this machine: capturing through a relay on a "
+                       "loopback port (--capture sniff to sniff an interface instead)")
+        method = "relay"
+    if method in ("sniff", "auto"):
+        sniffer = LiveCapture(addr, url.port, iface)
+        try:
+            sniffer.start()
+            return sniffer, url
+        except CaptureError as exc:
+            if method == "sniff":
+                raise
+            notices.append(f"sniffing is not possible ({exc}); capturing through a relay on a "
+                           "loopback port instead")
+    relay = RelayCapture(addr, url.port)
+    relay.start()
+    relayed = replace(url, url=url.url.set(host=relay.listen_host, port=relay.listen_port))
+    return relay, relayed
+
+
 def run_live(url: PreparedUrl, program: Sequence[OrmStep], *, iface: str | None = None,
-             close_timeout: float = 5.0, connect_timeout: float = 10) -> LiveResult:
+             close_timeout: float = 5.0, connect_timeout: float = 10,
+             capture: str = "auto") -> LiveResult:
     """Run ``program`` on a fresh connection to ``url`` while capturing it.
 
     Args:
@@ -82,6 +135,7 @@ def run_live(url: PreparedUrl, program: Sequence[OrmStep], *, iface: str | None 
         iface: the interface to sniff on; None picks the one that reaches the server.
         close_timeout: seconds to wait for the connection's FINs after the run.
         connect_timeout: seconds the ORM may take to connect.
+        capture: "sniff", "relay" or "auto" (see `_open_capture`).
 
     Returns:
         The `LiveResult`.
@@ -91,8 +145,8 @@ def run_live(url: PreparedUrl, program: Sequence[OrmStep], *, iface: str | None 
         OrmRunError: the ORM cannot connect or its program cannot run.
     """
     ports: list[int] = []
-    cap = LiveCapture(_resolve(url.host), url.port, iface)
-    cap.start()
+    notices = list(url.notices)
+    cap, orm_url = _open_capture(url, capture, iface, notices)
     closed = False
     box: dict[str, Any] = {}
     interrupted = False
@@ -100,7 +154,7 @@ def run_live(url: PreparedUrl, program: Sequence[OrmStep], *, iface: str | None 
 
     def work() -> None:
         try:
-            box["run"] = run_orm(url, program, on_connect=ports.append,
+            box["run"] = run_orm(orm_url, program, on_connect=ports.append,
                                  connect_timeout=connect_timeout)
         except BaseException as exc:  # handed to the main thread below
             box["error"] = exc
@@ -134,7 +188,6 @@ def run_live(url: PreparedUrl, program: Sequence[OrmStep], *, iface: str | None 
     decoded = decode_frames(frames, ports=(url.port,),
                             client_ports=None if client is None else (client,),
                             keep_frames=True)
-    notices = list(url.notices)
     if not closed:
         notices.append(f"the connection's close was not seen within {close_timeout:g} s; "
                        "the capture may miss its last packets")

@@ -266,7 +266,7 @@ def decode_frame(frame: Frame) -> TcpSegment | None:
         etype, _vihl, total, frag, proto, src, dst, sport, dport, seq, ack, doff, flags = (
             _ETH_IPV4_TCP.unpack_from(data)
         )
-        if etype == ETHERTYPE_IPV4 and proto == _IPPROTO_TCP and not frag & 0x1FFF:
+        if etype == ETHERTYPE_IPV4 and proto == _IPPROTO_TCP and not frag & 0x3FFF:
             poff = 34 + ((doff >> 4) << 2)
             end = 14 + total if total else n
             if doff >= 0x50 and poff <= end <= n:
@@ -288,7 +288,7 @@ def decode_frame(frame: Frame) -> TcpSegment | None:
         if len(data) < off + 20:
             return None
         vihl, total, frag, proto, src, dst = _IPV4.unpack_from(data, off)
-        if vihl >> 4 != 4 or proto != _IPPROTO_TCP or frag & 0x1FFF:
+        if vihl >> 4 != 4 or proto != _IPPROTO_TCP or frag & 0x3FFF:
             return None
         ihl = (vihl & 0x0F) << 2
         if ihl < 20:
@@ -308,8 +308,8 @@ def decode_frame(frame: Frame) -> TcpSegment | None:
         if nxt in _IPV6_SKIPPABLE:
             hlen = (data[pos + 1] + 1) << 3
         elif nxt == _IPV6_FRAGMENT:
-            if _U16.unpack_from(data, pos + 2)[0] >> 3:
-                return None  # not the first fragment
+            if _U16.unpack_from(data, pos + 2)[0] & 0xFFF9:
+                return None  # a fragment: only whole datagrams decode (see fragments.py)
             hlen = 8
         elif nxt == _IPV6_AH:
             hlen = (data[pos + 1] + 2) << 2

@@ -66,14 +66,9 @@ def test_shuffled_fragments_give_back_the_frame(big: list[Frame], size: int) -> 
         frags = fragments_of(orig, size)
         if len(frags) < 2:
             continue
-        # decode_frame alone: nothing from the later fragments, and from the
-        # first (when it holds the whole TCP header) a part of the payload.
-        assert all(decode_frame(f) is None for f in frags[1:])
-        first = decode_frame(frags[0])
-        if size >= 64:
-            want = decode_frame(orig)
-            assert first is not None and want is not None
-            assert want.payload.startswith(first.payload) and first.payload != want.payload
+        # decode_frame alone never misreads a fragment, not even the first one
+        # (its payload would be only part of the segment): it says "not TCP".
+        assert all(decode_frame(f) is None for f in frags)
         rng.shuffle(frags)
         r = FragmentReassembler()
         out = [r.feed(f) for f in frags]

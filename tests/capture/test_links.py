@@ -221,7 +221,7 @@ def test_ipv6_extension_headers() -> None:
         IPv6ExtHdrHopByHop(),
         IPv6ExtHdrRouting(addresses=["2001:db8::9"]),
         IPv6ExtHdrDestOpt(),
-        IPv6ExtHdrFragment(offset=0, m=1, id=77),
+        IPv6ExtHdrFragment(offset=0, m=0, id=77),  # an atomic fragment: decodable
     )
     data = bytes(Ether(**MACS) / IPv6(v6_packet(b"abc", *chain)))
     seg = decode_frame(frame(data))
