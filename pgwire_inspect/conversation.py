@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .protocol import (
     NEED_DATA,
@@ -68,9 +68,8 @@ _EXTENDED = (Parse, Bind, Describe, Execute, Close, Flush)
 _ASYNC = (NoticeResponse, ParameterStatus, NotificationResponse)
 
 
-@dataclass(frozen=True, slots=True)
-class WireMessage:
-    """A protocol message and where it was on the wire.
+class WireMessage(NamedTuple):
+    """A protocol message and where it was on the wire (an immutable named tuple).
 
     Attributes:
         message: the decoded message (``message.offset`` is its stream offset).
@@ -401,21 +400,52 @@ class Connection:
     def _drain(self, direction: str, frame: int, ts: float,
                emit: Callable[[WireMessage, Connection], None] | None) -> None:
         p = self.parser.parser(direction)
+        next_message = p.next_message
+        chunks = self._chunks[direction]
+        counts = self.counts
+        keep = self.keep_messages
         while True:
-            msg = p.next_message()
+            msg = next_message()
             if msg is NEED_DATA:
                 return
             assert isinstance(msg, Message)
-            wm = WireMessage(msg, self.id, self._frame_of(direction, msg.offset), frame, ts)
-            if isinstance(msg, MalformedMessage):
-                self.malformed.append(wm)
+            offset = msg.offset
+            first = chunks[0] if chunks else None
+            if first is not None and first.offset <= offset < first.end:
+                where = first.frame
             else:
-                self.counts[direction] += 1
-            if self.keep_messages:
-                self.messages.append(wm)
-            self._pair(wm)
+                where = self._frame_of(direction, offset)
+            wm = WireMessage(msg, self.id, where, frame, ts)
+            if type(msg) is DataRow and self._awaiting:
+                # The hot path of big results: a row of the current query's result.
+                counts[direction] += 1
+                if keep:
+                    self.messages.append(wm)
+                self._data_row(self._awaiting[0], wm)
+            else:
+                if isinstance(msg, MalformedMessage):
+                    self.malformed.append(wm)
+                else:
+                    counts[direction] += 1
+                if keep:
+                    self.messages.append(wm)
+                self._pair(wm)
             if emit is not None:
                 emit(wm, self)
+
+    def _data_row(self, q: QueryExchange, wm: WireMessage) -> None:
+        results = q.results
+        if results and results[-1].complete is None:
+            result = results[-1]
+        else:
+            result = self._current_result(q)
+        result.row_count += 1
+        if self.keep_rows:
+            result.rows.append(wm)
+            q.responses.append(wm)
+        self._last_row = (wm, result)
+        if self.on_row is not None:
+            self.on_row(self, result, wm)
 
     def _new_query(self, kind: str, wm: WireMessage) -> QueryExchange:
         q = QueryExchange(self.query_count, self.id, kind, started=wm.ts)
@@ -527,8 +557,10 @@ class Connection:
             else:
                 self.startup.append(wm)
             return
-        if self.keep_rows or not isinstance(msg, DataRow):
-            q.responses.append(wm)
+        if isinstance(msg, DataRow):
+            self._data_row(q, wm)
+            return
+        q.responses.append(wm)
         if isinstance(msg, _ASYNC):
             return
         if isinstance(msg, CopyInResponse | CopyOutResponse | CopyBothResponse):
@@ -557,14 +589,6 @@ class Connection:
         elif msg.name == "NoData":
             if self._pending_describe:
                 self._pending_describe.popleft()
-        elif isinstance(msg, DataRow):
-            result = self._current_result(q)
-            result.row_count += 1
-            if self.keep_rows:
-                result.rows.append(wm)
-            self._last_row = (wm, result)
-            if self.on_row is not None:
-                self.on_row(self, result, wm)
         elif isinstance(msg, CommandComplete | EmptyQueryResponse) or msg.name == "PortalSuspended":
             self._current_result(q).complete = wm
         elif isinstance(msg, ErrorResponse):

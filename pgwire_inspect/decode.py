@@ -7,7 +7,7 @@ flow"); the CLI, the live ORM runner and the Python API all call it.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from .capture import FragmentReassembler, Frame, decode_frame
 from .conversation import (
@@ -138,7 +138,7 @@ class _Router:
         self.next_id += 1
         waiting = self.waiting.pop(key, [])
         if waiting:
-            fixed = [replace(wm, conn=conn.id) for wm in waiting]
+            fixed = [wm._replace(conn=conn.id) for wm in waiting]
             if conn.keep_messages:
                 index = {id(old): new for old, new in zip(waiting, fixed, strict=True)}
                 conn.relabel(index)
