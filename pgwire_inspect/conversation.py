@@ -116,6 +116,8 @@ class ResultSet:
     complete: WireMessage | None = None
     #: DataRows received (also when the rows themselves are not kept).
     row_count: int = 0
+    #: Per-column plans that views cache on the result (e.g. the JSON writer's).
+    _json_plan: list[tuple[int, int, bool]] | None = field(default=None, repr=False)
 
     @property
     def tag(self) -> str | None:
@@ -248,6 +250,8 @@ class Connection:
         self.key = conn
         self.client = client
         self.server = server
+        self._client_text = self._endpoint(client)
+        self._server_text = self._endpoint(server)
         self.first_frame = frame
         self.first_ts = ts
         self.handshake = handshake
@@ -319,12 +323,12 @@ class Connection:
     @property
     def client_text(self) -> str:
         """The client as "ip:port" ("[addr]:port" for IPv6)."""
-        return self._endpoint(self.client)
+        return self._client_text
 
     @property
     def server_text(self) -> str:
         """The server as "ip:port" ("[addr]:port" for IPv6)."""
-        return self._endpoint(self.server)
+        return self._server_text
 
     @property
     def state(self) -> Any:

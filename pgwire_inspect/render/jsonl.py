@@ -33,6 +33,37 @@ def _text_value(conn: Connection, oid: int, fmt: int, raw: bytes | None) -> str 
         return raw.decode("utf-8", "backslashreplace") if fmt == 0 else "\\x" + raw.hex()
 
 
+def _row_plan(conn: Connection, result: Any) -> list[tuple[int, int, bool]]:
+    """Per column of a result: (type OID, format, masked?), computed once per result."""
+    plan = getattr(result, "_json_plan", None)
+    if plan is None:
+        policy = current()
+        plan = [(c.type_oid, result.formats[i] if i < len(result.formats) else 0,
+                 policy.hides_column(c.name)) for i, c in enumerate(result.columns)]
+        result._json_plan = plan
+    return plan
+
+
+def _data_row_fields(conn: Connection, wm: WireMessage, msg: DataRow) -> dict[str, Any]:
+    result = conn.result_of(wm)
+    plan = _row_plan(conn, result) if result is not None else []
+    values: list[str | None] = []
+    raws: list[str | None] = []
+    for i, raw in enumerate(msg.values):
+        if raw is None:
+            values.append(None)
+            raws.append(None)
+            continue
+        oid, fmt, masked = plan[i] if i < len(plan) else (0, 0, False)
+        if masked:
+            values.append(MASK)
+            raws.append(MASK)
+            continue
+        values.append(_text_value(conn, oid, fmt, raw))
+        raws.append(raw.hex())
+    return {"values": values, "raw": raws}
+
+
 def message_object(wm: WireMessage, conn: Connection) -> dict[str, Any]:
     """The JSON object of one message.
 
@@ -44,32 +75,19 @@ def message_object(wm: WireMessage, conn: Connection) -> dict[str, Any]:
         A dict with keys conn, client, server, dir, type, frame, offset, length, fields.
     """
     msg = wm.message
-    policy = current()
-    fields = policy.message_fields(msg)
-    if isinstance(msg, RowDescription):
+    fields: dict[str, Any]
+    if type(msg) is DataRow:
+        fields = _data_row_fields(conn, wm, msg)
+    elif isinstance(msg, RowDescription):
         fields = {"columns": [
             {"name": c.name, "table_oid": c.table_oid, "column": c.column,
              "type_oid": c.type_oid, "type": type_name(c.type_oid, c.typmod),
              "typlen": c.typlen, "typmod": c.typmod, "format": c.format}
             for c in msg.columns]}
-    elif isinstance(msg, DataRow):
-        result = conn.result_of(wm)
-        values: list[str | None] = []
-        for i, raw in enumerate(msg.values):
-            if result is not None and i < len(result.columns):
-                oid = result.columns[i].type_oid
-                fmt = result.formats[i] if i < len(result.formats) else 0
-            else:
-                oid, fmt = 0, 0
-            values.append(_text_value(conn, oid, fmt, raw))
-        raws = fields["raw"]
-        if result is not None:
-            for i, c in enumerate(result.columns[: len(values)]):
-                if values[i] is not None and policy.hides_column(c.name):
-                    values[i] = raws[i] = MASK
-        fields = {"values": values, "raw": raws}
-    elif isinstance(msg, CopyData) and conn.state.startup_parameters.get("replication"):
-        fields["replication_message"] = replication_message(msg.data)
+    else:
+        fields = current().message_fields(msg)
+        if isinstance(msg, CopyData) and conn.state.startup_parameters.get("replication"):
+            fields["replication_message"] = replication_message(msg.data)
     return {"conn": wm.conn, "client": conn.client_text, "server": conn.server_text,
             "dir": msg.direction, "type": msg.name, "frame": wm.frame, "offset": msg.offset,
             "length": msg.length, "fields": fields}
