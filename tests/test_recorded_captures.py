@@ -1,15 +1,22 @@
 """The captures in captures/ decode to exactly what the client and server sent.
 
 Each capture was recorded by captures/record.py through a TCP relay that
-wrote down every byte it passed on (NAME.json, "streams"), and with what the
-client saw (the SQL it sent, the rows it fetched). Those records do not
-depend on the decoder, so they are the reference here.
+wrote down every byte it passed on (NAME.json, "streams": one entry per
+TCP connection, with the relay's port towards the server as
+"client_port"), and with what the client saw (the SQL it sent, the rows it
+fetched). Those records do not depend on the decoder, so they are the
+reference here. The tcpdump-any capture has no relay record; its tests are
+in test_recorded_auth.py.
+
+The helpers here (`reference`, `decode`, `paired`, `names`) are shared by
+the other test_recorded_*.py files.
 """
 
 from __future__ import annotations
 
 import json
 import struct
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +24,14 @@ import pytest
 
 from pgwire_inspect.capture import open_capture
 from pgwire_inspect.conversation import Connection
-from pgwire_inspect.decode import decode_frames
-from pgwire_inspect.protocol import DataRow, MalformedMessage, Parse, Query
+from pgwire_inspect.decode import Decoded, decode_frames
+from pgwire_inspect.protocol import DataRow, MalformedMessage, Message, Parse, Query
 
 CAPTURES = Path(__file__).resolve().parent.parent / "captures"
-NAMES = sorted(p.stem for p in CAPTURES.glob("*.pcap"))
+ALL = sorted(p.stem for p in CAPTURES.glob("*.pcap"))
+#: Captures recorded through the relay (every one but tcpdump-any).
+NAMES = [n for n in ALL
+         if json.loads((CAPTURES / f"{n}.json").read_text()).get("streams")]
 
 
 def show(value: Any) -> str | None:
@@ -34,21 +44,62 @@ def show(value: Any) -> str | None:
 
 
 def reference(name: str) -> dict[str, Any]:
+    """NAME.json: the relay's streams and the client's view."""
     return json.loads((CAPTURES / f"{name}.json").read_text())
 
 
+def server_port(name: str) -> int:
+    """The server port the capture was recorded against (5432 unless NAME.json says)."""
+    return int(reference(name).get("server", ["", 5432])[1])
+
+
+@cache
+def decode(name: str) -> Decoded:
+    """Decode NAME.pcap, looking at the server port it was recorded against (cached: read only)."""
+    return decode_frames(open_capture(CAPTURES / f"{name}.pcap"), ports=[server_port(name)])
+
+
+def paired(name: str) -> list[tuple[Connection, dict[str, Any]]]:
+    """Each decoded connection with the relay's record of it.
+
+    Matched by the client port the relay used towards the server; records
+    without one (older captures) are matched in order.
+    """
+    conns = decode(name).connections
+    streams = reference(name)["streams"]
+    assert len(conns) == len(streams)
+    if all("client_port" in s for s in streams):
+        by_port = {c.client[1]: c for c in conns}
+        assert len(by_port) == len(conns)
+        return [(by_port[s["client_port"]], s) for s in streams]
+    return list(zip(conns, streams, strict=True))
+
+
+def names(messages: list[Any], direction: str | None = None) -> list[str]:
+    """The names of WireMessages (or Messages), optionally of one direction only."""
+    return [m.name for m in messages if direction is None or m.direction == direction]
+
+
+def of_type(conn: Connection, cls: type[Message]) -> list[Any]:
+    """The messages of one class on a connection, in wire order per direction."""
+    return [w.message for w in conn.messages if isinstance(w.message, cls)]
+
+
 def frame_messages(stream: bytes, startup: bool) -> list[tuple[str, int]]:
-    """Split a stream at message boundaries by the type byte and length fields only."""
+    """Split a stream at message boundaries by the type byte and length fields only.
+
+    In the frontend stream, untyped startup packets (SSLRequest,
+    CancelRequest, StartupMessage) come first, up to the StartupMessage.
+    """
     out = []
     pos = 0
-    if startup:
-        while True:
-            (length,) = struct.unpack_from("!i", stream, pos)
-            (code,) = struct.unpack_from("!i", stream, pos + 4)
-            out.append(("startup", length))
-            pos += length
-            if code >> 16 == 3:
-                break
+    while startup and pos < len(stream):
+        (length,) = struct.unpack_from("!i", stream, pos)
+        (code,) = struct.unpack_from("!i", stream, pos + 4)
+        out.append(("startup", length))
+        pos += length
+        if code >> 16 == 3:
+            break
     while pos < len(stream):
         (length,) = struct.unpack_from("!i", stream, pos + 1)
         out.append((chr(stream[pos]), length + 1))
@@ -58,42 +109,48 @@ def frame_messages(stream: bytes, startup: bool) -> list[tuple[str, int]]:
 
 
 def decoded(name: str) -> Connection:
-    result = decode_frames(open_capture(CAPTURES / f"{name}.pcap"))
+    """The one connection of a single-connection capture."""
+    result = decode(name)
     assert len(result.connections) == 1
     return result.connections[0]
 
 
 def test_there_are_captures() -> None:
-    assert len(NAMES) >= 4
+    assert len(NAMES) >= 15
+    assert "tcpdump-any" in ALL
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_captures_are_small(name: str) -> None:
+    limit = 400_000 if name.startswith("pgbench") else 100_000
+    assert (CAPTURES / f"{name}.pcap").stat().st_size < limit
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_streams_are_decoded_byte_for_byte(name: str) -> None:
-    conn = decoded(name)
-    ref = reference(name)["streams"][0]
-    for d in "FB":
-        msgs = [w.message for w in conn.messages if w.direction == d]
-        assert not [m for m in msgs if isinstance(m, MalformedMessage)]
-        wire = bytes.fromhex(ref[d])
-        # Every byte the relay passed on is in exactly one message, in order.
-        assert b"".join(m.raw for m in msgs) == wire
-        offsets = [m.offset for m in msgs]
-        assert offsets == sorted(offsets) and offsets[0] == 0
-        # Boundaries agree with a plain split of the reference stream.
-        sizes = [length for _, length in frame_messages(wire, startup=(d == "F"))]
-        assert [m.length for m in msgs] == sizes
-    assert conn.gaps == []
-    assert set(conn.ended.values()) == {"FIN"}
+    for conn, ref in paired(name):
+        for d in "FB":
+            msgs = [w.message for w in conn.messages if w.direction == d]
+            assert not [m for m in msgs if isinstance(m, MalformedMessage)]
+            wire = bytes.fromhex(ref[d])
+            # Every byte the relay passed on is in exactly one message, in order.
+            assert b"".join(m.raw for m in msgs) == wire
+            offsets = [m.offset for m in msgs]
+            assert offsets == sorted(offsets)
+            assert offsets[:1] == ([0] if wire else [])
+            # Boundaries agree with a plain split of the reference stream.
+            sizes = [length for _, length in frame_messages(wire, startup=(d == "F"))]
+            assert [m.length for m in msgs] == sizes
+        assert conn.gaps == []
+        assert set(conn.ended.values()) == {"FIN"}
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_sql_on_the_wire_is_what_the_client_sent(name: str) -> None:
-    conn = decoded(name)
-    sent = [s for s in reference(name)["sent"] if s]
-    wire = [w.message.sql if isinstance(w.message, Query) else w.message.query
-            for w in conn.messages if isinstance(w.message, Query | Parse)]
-    for sql in sent:
-        assert " ".join(sql.split()) in [" ".join(x.split()) for x in wire], sql
+    wire = [" ".join((w.message.sql if isinstance(w.message, Query) else w.message.query).split())
+            for w in decode(name).messages if isinstance(w.message, Query | Parse)]
+    for sql in [s for s in reference(name).get("sent", []) if s]:
+        assert " ".join(sql.split()) in wire, sql
 
 
 def test_simple_query_values_match_what_psycopg2_fetched() -> None:
