@@ -44,6 +44,8 @@ FROM pg_catalog.pg_type t
 WHERE t.oid = ANY(%s::int8[]::oid[])
 """
 
+# The password in a URI ("://user:password@") or a key=value string.
+_PASSWORDS = re.compile(r"://[^:/@]*:([^@/]+)@|password\s*=\s*('[^']*'|\S+)")
 # "postgresql+psycopg2://", "postgres+asyncpg://": SQLAlchemy's dialect+driver scheme.
 _SQLALCHEMY_SCHEME = re.compile(r"^(postgres(?:ql)?)\+[A-Za-z0-9_]+://")
 
@@ -174,7 +176,10 @@ def _connection_params(dsn: str, connect_timeout: float) -> dict[str, str]:
     try:
         params = {k: str(v) for k, v in conninfo_to_dict(dsn).items()}
     except psycopg.Error as ex:
-        raise PgWireError(f"invalid DSN: {_reason(ex)}") from None
+        reason = _reason(ex)
+        for m in _PASSWORDS.finditer(dsn):  # libpq quotes the DSN in some errors
+            reason = reason.replace((m.group(1) or m.group(2)).strip("'"), "***")
+        raise PgWireError(f"invalid DSN: {reason}") from None
     params.setdefault("sslmode", "disable")
     params.setdefault("connect_timeout", str(max(2, math.ceil(connect_timeout))))
     params.setdefault("application_name", "pgwire-inspect catalog")

@@ -70,12 +70,12 @@ _FIXED_BINARY_SIZE: dict[int, int] = {
 
 _NUMERIC_OID = _oid("numeric")
 _RECORD_OID = _oid("record")
-_ARRAY_OIDS = frozenset(t.array_oid for t in _TYPES if t.array_oid)
+_ARRAY_ELEMENTS = {t.array_oid: t.oid for t in _TYPES if t.array_oid}
 _RANGE_SUBTYPES = {t.oid: t.subtype_oid for t in _TYPES if isinstance(t, RangeInfo)}
 _MULTIRANGE_RANGES = {t.oid: t.range_oid for t in _TYPES if isinstance(t, MultirangeInfo)}
 # Binary values whose psycopg loaders trust lengths inside the data.
 _FRAMED_OIDS = frozenset(
-    {_NUMERIC_OID, _RECORD_OID, *_ARRAY_OIDS, *_RANGE_SUBTYPES, *_MULTIRANGE_RANGES}
+    {_NUMERIC_OID, _RECORD_OID, *_ARRAY_ELEMENTS, *_RANGE_SUBTYPES, *_MULTIRANGE_RANGES}
 )
 
 # Date/time types (and arrays, ranges of them) whose text form depends on
@@ -114,7 +114,7 @@ _MAX_DIMS = 6  # MAXDIM in src/include/utils/array.h
 _I32 = struct.Struct("!i")
 _ARRAY_HEAD = struct.Struct("!iiI")
 _OID = struct.Struct("!I")
-_NUMERIC_HEAD = struct.Struct("!hhHh")
+_NUMERIC_HEAD = struct.Struct("!HhHH")
 
 
 def type_name(oid: int, typmod: int = -1, *, user_types: Mapping[int, str] | None = None) -> str:
@@ -277,13 +277,16 @@ def _check_binary(oid: int, data: Buffer, depth: int = 0) -> str | None:
         return None if n == size else f"expected {size} bytes, got {n}"
     if depth > _MAX_DEPTH:
         return "values nested too deep"
-    if oid in _ARRAY_OIDS:  # ndim, flags, element OID, (size, lower bound) per dim, items
+    if oid in _ARRAY_ELEMENTS:  # ndim, flags, element OID, (size, lower bound) per dim, items
         if n < 12:
             return f"array header needs 12 bytes, got {n}"
         ndim, flags, elem_oid = _ARRAY_HEAD.unpack_from(data)
         pos = 12 + 8 * ndim
         if not 0 <= ndim <= _MAX_DIMS or flags not in (0, 1) or n < pos:
             return f"bad array header (ndim {ndim}, flags {flags}, {n} bytes)"
+        if elem_oid != _ARRAY_ELEMENTS[oid]:  # as array_recv checks; psycopg's C
+            # loader keeps the element loader of the first array it reads
+            return f"element type {elem_oid} in an array of {type_name(_ARRAY_ELEMENTS[oid])}"
         count = 1 if ndim else 0
         for d in range(ndim):
             (dim,) = _I32.unpack_from(data, 12 + 8 * d)
@@ -301,7 +304,7 @@ def _check_binary(oid: int, data: Buffer, depth: int = 0) -> str | None:
         if flags & 0x01:  # RANGE_EMPTY: nothing follows
             return None if n == 1 else "bad empty range"
         bounds = (not flags & 0x08) + (not flags & 0x10)  # RANGE_LB_INF, RANGE_UB_INF
-        return _trailing(data, *_check_items(data, 1, _RANGE_SUBTYPES[oid], bounds, depth))
+        return _trailing(data, *_check_items(data, 1, _RANGE_SUBTYPES[oid], bounds, depth, False))
     if oid != _RECORD_OID and oid not in _MULTIRANGE_RANGES:
         return None
     if n < 4:
@@ -310,7 +313,7 @@ def _check_binary(oid: int, data: Buffer, depth: int = 0) -> str | None:
     if oid in _MULTIRANGE_RANGES:  # count, then length-prefixed ranges
         if not 0 <= count <= (n - 4) // 5:
             return f"{count} ranges in {n} bytes"
-        return _trailing(data, *_check_items(data, 4, _MULTIRANGE_RANGES[oid], count, depth))
+        return _trailing(data, *_check_items(data, 4, _MULTIRANGE_RANGES[oid], count, depth, False))
     # record: count, then (type OID, length-prefixed value) per field
     if not 0 <= count <= (n - 4) // 8:
         return f"{count} fields in {n} bytes"
@@ -326,9 +329,11 @@ def _check_binary(oid: int, data: Buffer, depth: int = 0) -> str | None:
 
 
 def _check_items(
-    data: Buffer, pos: int, oid: int, count: int, depth: int
+    data: Buffer, pos: int, oid: int, count: int, depth: int, nullable: bool = True
 ) -> tuple[int, str | None]:
     """Check ``count`` length-prefixed values of type ``oid`` from byte offset ``pos``.
+
+    Length -1 (NULL) is allowed in arrays and records only (``nullable``).
 
     Returns:
         (offset after the last value, None) or (offset reached, reason).
@@ -350,7 +355,7 @@ def _check_items(
             return pos, f"item {i} of {count} missing"
         (length,) = _I32.unpack_from(data, pos)
         pos += 4
-        if length == -1:
+        if length == -1 and nullable:
             continue
         if length < 0 or pos + length > n:
             return pos, f"item {i} claims {length} bytes, {n - pos} left"
@@ -457,6 +462,8 @@ class ValueDecoder:
         """
         if data is None:
             return None
+        if fmt == 0 and data.__class__ is not bytes:
+            data = bytes(data)  # psycopg's C text loaders read up to a NUL after the value
         try:  # the hot path: a cached loader that loads
             load, size = self._entries[fmt][oid]
             if size < 0 or len(data) == size:

@@ -9,8 +9,10 @@ that type_name agrees with the server's ``format_type()``.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
+import mmap
 import os
 import struct
 from collections.abc import Iterator
@@ -24,6 +26,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from psycopg import postgres
+from psycopg.types.multirange import MultirangeInfo
+from psycopg.types.range import Range, RangeInfo
 
 from pgwire_inspect.errors import ValueDecodeError
 from pgwire_inspect.types import (
@@ -448,40 +452,96 @@ def test_unknown_types_and_session_switches() -> None:
     assert dec.decode(1184, 1, b"\x00" * 8).utcoffset().total_seconds() == 9 * 3600
 
 
+# Binary values whose loaders follow lengths found in the data.
+_ALL = list(postgres.types)
 _FRAMED = sorted(
-    {postgres.types.get_oid(name) for name in ("int4[]", "text[]", "numeric", "record", "record[]",
-     "int4range", "int4multirange", "tstzrange[]")}
-)  # fmt: skip
+    {t.array_oid for t in _ALL if t.array_oid}
+    | {t.oid for t in _ALL if isinstance(t, RangeInfo | MultirangeInfo)}
+    | {postgres.types.get_oid("numeric"), postgres.types.get_oid("record")}
+)
+_ELEMENTS = [16, 20, 21, 23, 25, 1082, 1184, 1700, 2249, 3904, 1007, 1009, 2287, 0, 16401]
+
+
+class Guarded:
+    """Copies bytes to the end of a page followed by an inaccessible page, so that
+    reading one byte past a value's end crashes at once instead of going unseen."""
+
+    def __init__(self) -> None:
+        self.page = mmap.PAGESIZE
+        self.mm = mmap.mmap(-1, 2 * self.page)
+        self.cbuf = (ctypes.c_char * (2 * self.page)).from_buffer(self.mm)
+        libc = ctypes.CDLL(None, use_errno=True)
+        guard = ctypes.c_void_p(ctypes.addressof(self.cbuf) + self.page)
+        if libc.mprotect(guard, self.page, 0) != 0:  # PROT_NONE
+            pytest.skip("mprotect is not available")
+
+    def __call__(self, data: bytes) -> memoryview:
+        start = self.page - len(data)
+        self.mm[start : self.page] = data
+        return memoryview(self.mm)[start : self.page]
+
+
+@pytest.fixture(scope="module")
+def guarded() -> Guarded:
+    return Guarded()
 
 
 @st.composite
 def framed_bytes(draw: st.DrawFn) -> bytes:
-    """Random bytes that often look like a binary array/record header."""
+    """Random bytes that often look like a binary array, record or range."""
+    elem = draw(st.sampled_from(_ELEMENTS))
     head = draw(
         st.sampled_from(
-            [
-                b"",
-                struct.pack("!iiI", 1, 0, 23),
-                struct.pack("!iiI", 2, 1, 2249),
-                struct.pack("!i", 2),
-            ]
+            [b"", struct.pack("!iiI", 1, 0, elem), struct.pack("!iiI", 2, 1, elem),
+             struct.pack("!i", 2), bytes([draw(st.integers(0, 255))])]
         )
-    )
-    dims = draw(
-        st.lists(st.integers(-2, 2**31 - 1).map(lambda d: struct.pack("!ii", d, 1)), max_size=3)
-    )
-    items = draw(st.lists(st.tuples(st.integers(-2, 40), st.binary(max_size=12)), max_size=4))
+    )  # fmt: skip
+    dims = draw(st.lists(st.integers(-2, 3).map(lambda d: struct.pack("!ii", d, 1)), max_size=3))
+    items = draw(st.lists(st.tuples(st.integers(-2, 20), st.binary(max_size=12)), max_size=4))
     body = b"".join(struct.pack("!i", n) + data for n, data in items)
-    return head + b"".join(dims) + body + draw(st.binary(max_size=8))
+    return head + b"".join(dims) + body + draw(st.binary(max_size=4))
+
+
+_HOSTILE = ValueDecoder(timezone="Europe/Berlin")  # one decoder: loaders keep state
 
 
 @settings(max_examples=400, deadline=None)
 @given(oid=st.sampled_from(_FRAMED), data=framed_bytes())
-def test_hostile_binary_values_raise_cleanly(oid: int, data: bytes) -> None:
+def test_hostile_binary_values_raise_cleanly(guarded: Guarded, oid: int, data: bytes) -> None:
     try:
-        ValueDecoder(timezone="Europe/Berlin").decode(oid, 1, data)
+        _HOSTILE.decode(oid, 1, guarded(data))
     except ValueDecodeError as ex:
         assert "\n" not in str(ex)
+
+
+def test_array_element_type_must_match(guarded: Guarded) -> None:
+    # psycopg's C array loader keeps the element loader of the first array it
+    # reads; a later array claiming another element type must not reach it.
+    dec = ValueDecoder()
+    oid_array = postgres.types.get_oid("oid[]")
+    assert dec.decode(oid_array, 1, guarded(struct.pack("!iiIii", 1, 0, 26, 0, 1))) == []
+    claims_arrays = struct.pack("!iiIii", 1, 0, 4192, 1, 1) + struct.pack("!ii", 4, 1)
+    with pytest.raises(ValueDecodeError, match="element type 4192 in an array of oid"):
+        dec.decode(oid_array, 1, guarded(claims_arrays))
+    assert dec.decode(oid_array, 1, guarded(struct.pack("!iiIiiii", 1, 0, 26, 1, 1, 4, 7))) == [7]
+
+
+def test_range_bounds_cannot_be_null(guarded: Guarded) -> None:
+    # range_send never writes length -1; psycopg would read a bound of -1
+    # bytes as an int4 from past the end of the value.
+    dec = ValueDecoder()
+    int4range = postgres.types.get_oid("int4range")
+    with pytest.raises(ValueDecodeError, match=r"int4range \(binary format\).*claims -1 bytes"):
+        dec.decode(int4range, 1, guarded(b"\x12" + struct.pack("!i", -1)))
+    lower_only = b"\x12" + struct.pack("!ii", 4, 5)  # [5,)
+    assert dec.decode(int4range, 1, guarded(lower_only)) == Range(5, None, "[)")
+
+
+def test_text_values_in_memoryviews() -> None:
+    # A value sliced out of a larger buffer reads as itself, not up to the next NUL.
+    dec = ValueDecoder()
+    assert dec.decode(701, 0, memoryview(b"1.523")[:3]) == 1.5
+    assert dec.decode(23, 0, memoryview(b"427")[:2]) == 42
 
 
 def test_nan_float_and_decimal_roundtrip_text() -> None:
