@@ -116,6 +116,9 @@ class ResultSet:
     complete: WireMessage | None = None
     #: DataRows received (also when the rows themselves are not kept).
     row_count: int = 0
+    #: The description came from a Describe of the statement, whose formats are
+    #: all 0: the Bind of the portal decides them, and it may come later.
+    formats_from_bind: bool = False
     #: Per-column plans that views cache on the result (e.g. the JSON writer's).
     _json_plan: list[tuple[int, int, bool]] | None = field(default=None, repr=False)
 
@@ -228,7 +231,8 @@ class Connection:
         handshake: whether the TCP SYN was seen.
         messages: every decoded message, in wire order (if kept).
         startup: messages of the startup phase (before the first query).
-        trailing: messages after the last query's ReadyForQuery (Terminate, notices ...).
+        idle: (queries seen before it, message) for each message that arrived while no
+            query was running (NotificationResponse, ParameterStatus, Terminate ...).
         queries: the queries, in order.
         gaps: (direction, stream offset, length, frame before, frame after) of each hole.
         ended: direction → how it ended ("FIN", "RST", "end of capture").
@@ -269,7 +273,7 @@ class Connection:
             self.parser.backend.start_midstream()
         self.messages: list[WireMessage] = []
         self.startup: list[WireMessage] = []
-        self.trailing: list[WireMessage] = []
+        self.idle: list[tuple[int, WireMessage]] = []
         self.queries: list[QueryExchange] = []
         self.gaps: list[tuple[str, int, int, int | None, int | None]] = []
         self.ended: dict[str, str] = {}
@@ -295,7 +299,7 @@ class Connection:
 
         self.messages = swap(self.messages)
         self.startup = swap(self.startup)
-        self.trailing = swap(self.trailing)
+        self.idle = [(n, new.get(id(w), w)) for n, w in self.idle]
         self.malformed = swap(self.malformed)
         for q in self.queries:
             q.requests = swap(q.requests)
@@ -308,6 +312,15 @@ class Connection:
                     r.description = new.get(id(r.description), r.description)
                 if r.complete is not None:
                     r.complete = new.get(id(r.complete), r.complete)
+
+    @property
+    def trailing(self) -> list[WireMessage]:
+        """Messages after the last query's ReadyForQuery (Terminate, late notices ...)."""
+        return [w for n, w in self.idle if n == self.query_count]
+
+    def idle_after(self, query_index: int) -> list[WireMessage]:
+        """Messages that arrived between query ``query_index`` and the next one."""
+        return [w for n, w in self.idle if n == query_index + 1]
 
     def parser_messages(self) -> list[Message]:
         """The kept messages themselves, without their frame information."""
@@ -443,6 +456,8 @@ class Connection:
             result = results[-1]
         else:
             result = self._current_result(q)
+        if result.formats_from_bind:
+            self._bind_formats(q, result)
         result.row_count += 1
         if self.keep_rows:
             result.rows.append(wm)
@@ -489,8 +504,8 @@ class Connection:
             q = self._awaiting[-1]
             q.requests.append(wm)  # CopyData, CopyDone, CopyFail ...
             self._copy_message(q, wm, msg)
-        elif self.queries:
-            self.trailing.append(wm)  # Terminate, or bytes after the last query
+        elif self.query_count:
+            self.idle.append((self.query_count, wm))  # Terminate, or bytes between queries
         else:
             self.startup.append(wm)
 
@@ -512,6 +527,12 @@ class Connection:
             self._portals[msg.portal] = (msg.statement, msg.result_formats)
         elif isinstance(msg, Describe):
             self._pending_describe.append((q, msg.kind, msg.target))
+        elif isinstance(msg, Execute) and q.sql is None:
+            # A portal bound by an earlier query (a cursor fetched in chunks).
+            bound = self._portals.get(msg.portal)
+            stmt = self._statements.get(bound[0]) if bound is not None else None
+            if stmt is not None and bound is not None:
+                q.sql, q.statement = stmt.query, bound[0]
 
     @staticmethod
     def _copy_message(q: QueryExchange, wm: WireMessage, msg: Message) -> None:
@@ -544,6 +565,11 @@ class Connection:
             q.results.append(ResultSet(None, columns, formats))
         return q.results[-1]
 
+    def _bind_formats(self, q: QueryExchange, result: ResultSet) -> None:
+        """Take a statement-described result's formats from its portal's Bind."""
+        result.formats = self._result_formats(self._last_portal(q), len(result.columns))
+        result.formats_from_bind = False
+
     @staticmethod
     def _last_portal(q: QueryExchange) -> str:
         for wm in reversed(q.requests):
@@ -556,8 +582,8 @@ class Connection:
             self.decoder.set_parameter(msg.parameter, msg.value)
         q = self._awaiting[0] if self._awaiting else None
         if q is None:
-            if self.queries:
-                self.trailing.append(wm)
+            if self.query_count:
+                self.idle.append((self.query_count, wm))
             else:
                 self.startup.append(wm)
             return
@@ -582,9 +608,10 @@ class Connection:
                 formats = self._result_formats(self._last_portal(q), len(msg.columns))
             else:
                 formats = tuple(c.format for c in msg.columns)
-            if q.results and q.results[-1].complete is None and not q.results[-1].rows:
+            if q.results and q.results[-1].complete is None and not q.results[-1].row_count:
                 q.results.pop()
-            q.results.append(ResultSet(wm, msg.columns, formats))
+            q.results.append(ResultSet(wm, msg.columns, formats,
+                                       formats_from_bind=pending is not None and pending[1] == "S"))
         elif isinstance(msg, ParameterDescription):
             if self._pending_describe and self._pending_describe[0][1] == "S":
                 stmt = self._statements.get(self._pending_describe[0][2])

@@ -240,9 +240,6 @@ def test_where_the_notifications_arrive() -> None:
     assert not [w for q in listener.queries for w in q.responses if w in waiting]
 
 
-@pytest.mark.xfail(strict=True, reason="notifications that arrive between two queries are put "
-                   "in Connection.trailing, which is documented as the messages after the "
-                   "last query's ReadyForQuery, so they end up listed after a later query")
 def test_trailing_messages_come_after_the_last_query() -> None:
     listener, _ = notify_conns()
     last_rfq = listener.queries[-1].responses[-1]
@@ -363,9 +360,6 @@ def test_asyncpg_cursor_fetches_in_chunks_with_portal_suspended() -> None:
     assert first.sql == "select generate_series(1,50)"
 
 
-@pytest.mark.xfail(strict=True, reason="the statement's RowDescription (Describe 'S', answered "
-                   "after Flush) arrives before the Bind that asks for binary results, so the "
-                   "result is taken as text and its binary int4 values fail to decode")
 def test_asyncpg_first_chunk_decodes_as_binary() -> None:
     conn = decoded("asyncpg-cursor")
     first = next(q for q in conn.queries if q.kind == "extended")
@@ -374,9 +368,6 @@ def test_asyncpg_first_chunk_decodes_as_binary() -> None:
             for v in conn.decode_row(first.results[0], row)] == list(range(1, 11))
 
 
-@pytest.mark.xfail(strict=True, reason="an Execute of a portal bound earlier (no Bind in the "
-                   "same query) gets no SQL, no columns and no formats, so its rows cannot be "
-                   "decoded")
 def test_asyncpg_later_chunks_know_their_portals_statement() -> None:
     conn = decoded("asyncpg-cursor")
     later = [q for q in conn.queries if names(q.requests) == ["Execute", "Sync"]]

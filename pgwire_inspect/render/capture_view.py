@@ -123,6 +123,9 @@ def render_capture(console: Console, decoded: Decoded, *, rows: int = 5,
         console.print()
         for q in conn.queries:
             render_query(console, conn, q, rows=rows, catalog=catalog)
+            if q.index + 1 < conn.query_count:
+                for wm in conn.idle_after(q.index):
+                    console.print(message_line(wm, current().summary(wm.message)))
         for wm in conn.trailing:
             detail = ("the frontend closes the connection" if wm.name == "Terminate"
                       else current().summary(wm.message))
