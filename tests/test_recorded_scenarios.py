@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from test_recorded_captures import decoded, names, of_type, paired, reference, show
 
 from pgwire_inspect.conversation import Connection, QueryExchange
