@@ -142,6 +142,11 @@ def apply_redaction(show_secrets: bool, redact_columns: tuple[str, ...]) -> None
 @click.option("--rows", type=int, default=5, show_default=True,
               help="DataRows shown per result (the last one is shown too).")
 @click.option("--dsn", help="Resolve table and type OIDs to names from this server's catalog.")
+@click.option("--write-pcap", type=click.Path(dir_okay=False),
+              help="Write the frames read to a pcap file (with --redact: secrets masked).")
+@click.option("--redact", is_flag=True,
+              help="With --write-pcap: overwrite passwords, SASL data and --redact-columns "
+                   "values with 'x' so the file can be shared.")
 @click.option("--linktype", type=int, default=None,
               help="Link type of a hex dump's frames (1 Ethernet, 0 BSD loopback, 101 raw IP, "
                    "113 Linux cooked); guessed from the bytes when not given.")
@@ -152,7 +157,8 @@ def apply_redaction(show_secrets: bool, redact_columns: tuple[str, ...]) -> None
 @click.pass_obj
 @guarded
 def read(ctx: Ctx, capture: str, ports: tuple[int, ...], fmt: str, rows: int,
-         dsn: str | None, linktype: int | None, stats: bool, show_secrets: bool,
+         dsn: str | None, write_pcap: str | None, redact: bool, linktype: int | None,
+         stats: bool, show_secrets: bool,
          redact_columns: tuple[str, ...]) -> None:
     """Decode a saved capture: pcap or pcapng (as tcpdump and Wireshark write them), or a
     hex dump (Wireshark "Copy as Hex Dump", tcpdump -xx/-X, od -Ax -tx1, hexdump -C, xxd).
@@ -171,6 +177,10 @@ def read(ctx: Ctx, capture: str, ports: tuple[int, ...], fmt: str, rows: int,
     apply_redaction(show_secrets, redact_columns)
     cap = _open_source(capture, linktype)
     port_set = ports or None
+    if write_pcap:
+        decoded = decode_frames(cap, ports=port_set, keep_frames=True)
+        _save_pcap(ctx, write_pcap, decoded, decoded.kept_frames, redact)
+        return
     if stats:
         from .render.stats_view import render_stats
         from .stats import StatsCollector
@@ -267,6 +277,10 @@ def live_options(fn: F) -> F:
                      help="DataRows shown per result."),
         click.option("--write-pcap", type=click.Path(dir_okay=False),
                      help="Save the captured frames as a pcap file (Wireshark opens it)."),
+        click.option("--redact", is_flag=True,
+                     help="With --write-pcap: overwrite passwords, SASL data and --redact-columns "
+                          "values with 'x' (lengths kept, TCP checksums fixed) so the file can "
+                          "be shared."),
         click.option("--iface", help="Interface to capture on (default: the one that reaches "
                                      "the server; the loopback interface for 127.0.0.1)."),
         click.option("--capture", "capture_method", type=click.Choice(["auto", "sniff", "relay"]),
@@ -285,7 +299,8 @@ def live_options(fn: F) -> F:
 def _run_and_show(ctx: Ctx, program_of: Callable[[], Any], *, dsn: str, driver: str, fmt: str,
                   show_all: bool, rows: int, write_pcap: str | None, iface: str | None,
                   connect_timeout: float, seed_demo: bool, show_secrets: bool,
-                  redact_columns: tuple[str, ...], capture_method: str = "auto") -> None:
+                  redact_columns: tuple[str, ...], capture_method: str = "auto",
+                  redact: bool = False) -> None:
     from .linking import link_run
     from .live import run_live
     from .orm import ensure_demo_data, prepare_url
@@ -304,11 +319,7 @@ def _run_and_show(ctx: Ctx, program_of: Callable[[], Any], *, dsn: str, driver: 
     for notice in result.notices[len(url.notices):]:
         ctx.err.print(f"[yellow]note:[/] {notice}", highlight=False)
     if write_pcap:
-        from .capture import write_pcap as save
-
-        n = save(write_pcap, result.frames)
-        ctx.err.print(f"wrote {n} frames to {write_pcap} (it holds whatever was on the wire)",
-                      highlight=False)
+        _save_pcap(ctx, write_pcap, result.decoded, result.frames, redact)
     if result.run is None:
         _show_interrupted(ctx, result.decoded, fmt, rows)
         raise SystemExit(EXIT_INTERRUPTED)
@@ -337,6 +348,26 @@ def _run_and_show(ctx: Ctx, program_of: Callable[[], Any], *, dsn: str, driver: 
         raise PgWireError(f"step {failed[0].index + 1} failed: {failed[0].error}")
 
 
+def _save_pcap(ctx: Ctx, path: str, decoded: Any, frames: list[Any], redact: bool) -> None:
+    """Write the frames (redacted on request) and say what the file holds."""
+    from .capture import write_pcap
+    from .render._policy import current
+
+    if redact:
+        from .redact_pcap import redact_frames
+
+        policy = current()
+        frames = redact_frames(decoded, frames, type(policy)(
+            show_secrets=False, column_patterns=policy.column_patterns))
+    n = write_pcap(path, frames)
+    if redact:
+        ctx.err.print(f"wrote {n} frames to {path}; passwords, SASL data and redacted columns "
+                      "are overwritten with 'x'", highlight=False)
+    else:
+        ctx.err.print(f"wrote {n} frames to {path}: it holds whatever was on the wire, "
+                      "passwords included (--redact masks them)", highlight=False)
+
+
 def _show_interrupted(ctx: Ctx, decoded: Any, fmt: str, rows: int) -> None:
     """After Ctrl-C: the captured connection(s) as `read` shows them."""
     from .render.capture_view import render_capture
@@ -358,8 +389,8 @@ def _show_interrupted(ctx: Ctx, decoded: Any, fmt: str, rows: int) -> None:
 @click.pass_obj
 @guarded
 def demo(ctx: Ctx, dsn: str, driver: str, fmt: str, show_all: bool, rows: int,
-         write_pcap: str | None, iface: str | None, capture_method: str, connect_timeout: float,
-         show_secrets: bool, redact_columns: tuple[str, ...]) -> None:
+         write_pcap: str | None, redact: bool, iface: str | None, capture_method: str,
+         connect_timeout: float, show_secrets: bool, redact_columns: tuple[str, ...]) -> None:
     """Run the built-in ORM demo against a real server, captured live.
 
     Creates (if missing) a `users` table with two rows, then runs
@@ -376,7 +407,7 @@ def demo(ctx: Ctx, dsn: str, driver: str, fmt: str, show_all: bool, rows: int,
     _run_and_show(ctx, demo_program, dsn=dsn, driver=driver, fmt=fmt, show_all=show_all,
                   rows=rows, write_pcap=write_pcap, iface=iface,
                   connect_timeout=connect_timeout, seed_demo=True, show_secrets=show_secrets,
-                  redact_columns=redact_columns, capture_method=capture_method)
+                  redact_columns=redact_columns, capture_method=capture_method, redact=redact)
 
 
 @cli.command()
@@ -385,7 +416,7 @@ def demo(ctx: Ctx, dsn: str, driver: str, fmt: str, show_all: bool, rows: int,
 @click.pass_obj
 @guarded
 def query(ctx: Ctx, function: str, dsn: str, driver: str, fmt: str, show_all: bool, rows: int,
-          write_pcap: str | None, iface: str | None, capture_method: str,
+          write_pcap: str | None, redact: bool, iface: str | None, capture_method: str,
           connect_timeout: float, show_secrets: bool, redact_columns: tuple[str, ...]) -> None:
     """Run your own ORM function (module:function) captured live.
 
@@ -405,7 +436,7 @@ def query(ctx: Ctx, function: str, dsn: str, driver: str, fmt: str, show_all: bo
     _run_and_show(ctx, program, dsn=dsn, driver=driver, fmt=fmt, show_all=show_all, rows=rows,
                   write_pcap=write_pcap, iface=iface, connect_timeout=connect_timeout,
                   seed_demo=False, show_secrets=show_secrets, redact_columns=redact_columns,
-                  capture_method=capture_method)
+                  capture_method=capture_method, redact=redact)
 
 
 def main() -> None:

@@ -62,3 +62,52 @@ def test_policy_rules() -> None:
     assert r.hides_column("users_hashed_password") and r.hides_column("EMAIL")
     assert not r.hides_column("users_email") and not r.hides_column("id")
     assert not Redaction().hides_column("password")
+
+
+def _messages(path: Path) -> list[Any]:
+    from pgwire_inspect.capture import open_capture
+    from pgwire_inspect.decode import decode_frames
+
+    return [w.message for w in decode_frames(open_capture(path), ports=None).messages]
+
+
+def _tcp_checksum_ok(frame_bytes: bytes) -> bool:
+    from scapy.layers.inet import TCP
+    from scapy.layers.l2 import Ether
+
+    pkt = Ether(frame_bytes)
+    sent = pkt[TCP].chksum
+    del pkt[TCP].chksum
+    return bool(Ether(bytes(pkt))[TCP].chksum == sent)
+
+
+def test_write_pcap_redact_overwrites_secrets_only(tmp_path: Path) -> None:
+    from pgwire_inspect.capture import open_capture
+
+    for name in ("auth-md5", "auth-scram", "auth-password"):
+        src = CAPTURES / f"{name}.pcap"
+        out = tmp_path / f"{name}.pcap"
+        run("read", str(src), "--write-pcap", str(out), "--redact")
+        before, after = _messages(src), _messages(out)
+        assert [m.name for m in before] == [m.name for m in after]
+        secret = 0
+        for a, b in zip(before, after, strict=True):
+            assert len(a.raw) == len(b.raw)
+            if type(a).secret_fields:
+                secret += 1
+                assert a.raw != b.raw and b"xxxx" in b.raw
+            else:
+                assert a.raw == b.raw
+        assert secret >= 1, name
+        changed = [g for f, g in zip(open_capture(src), open_capture(out), strict=True)
+                   if f.data != g.data]
+        assert changed and all(_tcp_checksum_ok(g.data) for g in changed)
+
+
+def test_write_pcap_redact_columns(tmp_path: Path) -> None:
+    out = tmp_path / "demo.pcap"
+    run("read", str(CAPTURES / "orm-demo-psycopg2.pcap"), "--write-pcap", str(out), "--redact",
+        "--redact-columns", "*password*")
+    rows = [m for m in _messages(out) if m.name == "DataRow" and len(m.values) == 4]
+    assert rows and all(set(m.values[3]) == {ord("x")} for m in rows)
+    assert all(m.values[1] in (b"Demo", b"alice") for m in rows)
