@@ -190,7 +190,16 @@ def test_ctrl_c_cancels_shows_saves_and_exits_130(pg_dsn: str, tmp_path: Path) -
     proc = subprocess.Popen([sys.executable, "-m", "pgwire_inspect", "query", "--dsn", pg_dsn,
                              "slow:sleepy", "--write-pcap", str(pcap)], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3)
+    import psycopg
+
+    deadline = time.monotonic() + 60
+    with psycopg.connect(pg_dsn, autocommit=True) as watcher:
+        while time.monotonic() < deadline:  # wait until the query runs on the server
+            running = watcher.execute("select count(*) from pg_stat_activity "
+                                      "where query = 'select pg_sleep(30)'").fetchone()
+            if running and running[0]:
+                break
+            time.sleep(0.1)
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
