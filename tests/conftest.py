@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
+from testpaths import CAPTURES, ROOT, ZEEK  # noqa: F401
 
-ROOT = Path(__file__).resolve().parent.parent
-CAPTURES = ROOT / "captures"
-ZEEK = ROOT.parent / "shared" / "captures" / "zeek"
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import click
 import pytest
 from click.testing import CliRunner
-from conftest import CAPTURES, ZEEK
+from testpaths import CAPTURES, ZEEK
 
 from pgwire_inspect.cli import cli
 

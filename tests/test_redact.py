@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
-from conftest import CAPTURES
+from testpaths import CAPTURES
 
 from pgwire_inspect.cli import cli
 from pgwire_inspect.redact import MASK, Redaction
