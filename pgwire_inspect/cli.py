@@ -19,6 +19,7 @@ import click
 from rich.console import Console
 
 from . import __version__
+from .cli_more import register
 from .errors import CaptureError, PgWireError
 
 __all__ = ["cli", "main"]
@@ -67,6 +68,8 @@ def guarded(fn: F) -> F:
         ctx: Ctx = click.get_current_context().find_object(Ctx)  # type: ignore[assignment]
         try:
             return fn(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # usage errors: click prints them and exits with 2
         except CaptureError as exc:
             ctx.fail(exc, EXIT_BAD_INPUT)
         except PgWireError as exc:
@@ -115,6 +118,44 @@ def redaction_options(fn: F) -> F:
                       help="Show passwords, md5 hashes and SASL messages (masked by default; "
                            "for teaching).")(fn)
     return fn
+
+
+def frame_options(fn: F) -> F:
+    """--hexdump, --explain, frame choice and export: the classroom views."""
+    opts = [
+        click.option("--hexdump", is_flag=True,
+                     help="Show frames as a Wireshark-style hex dump with every byte colored "
+                          "and named (link, IP and TCP headers, each message field), and a "
+                          "legend. Without color, marker lines say which bytes are which."),
+        click.option("--explain", "explain", is_flag=True,
+                     help="Walk through each frame shown byte by byte in plain sentences "
+                          "(demo/query: ending with a DataRow becoming an ORM instance)."),
+        click.option("--frame", "frame_numbers", type=int, multiple=True, metavar="N",
+                     help="Frames to show (repeatable)."),
+        click.option("--conn", "conn_number", type=int, help="Only frames of this connection."),
+        click.option("--query", "query_number", type=int, metavar="N",
+                     help="Only frames of query N (as numbered in the read view)."),
+        click.option("--type", "message_types", metavar="NAMES",
+                     help="Only frames holding these messages, e.g. RowDescription,DataRow."),
+        click.option("--max-frames", type=int, default=12, show_default=True,
+                     help="Frames dumped at most when not chosen with --frame."),
+        click.option("--export-svg", type=click.Path(dir_okay=False),
+                     help="Also write what is shown, in color, as an SVG picture (for slides)."),
+        click.option("--export-html", type=click.Path(dir_okay=False),
+                     help="Also write what is shown, in color, as an HTML page."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def _frame_choice(frame_numbers: tuple[int, ...], conn_number: int | None,
+                  query_number: int | None, message_types: str | None,
+                  max_frames: int) -> Any:
+    from .cli_frames import FrameChoice
+
+    types = tuple(t.strip() for t in (message_types or "").split(",") if t.strip())
+    return FrameChoice(frame_numbers, conn_number, query_number, types, max_frames)
 
 
 def apply_redaction(show_secrets: bool, redact_columns: tuple[str, ...]) -> None:
@@ -398,16 +439,21 @@ def demo(ctx: Ctx, dsn: str, driver: str, fmt: str, show_all: bool, rows: int,
     select(User) on a fresh connection, and shows each DataRow on the wire
     beside the ORM instance SQLAlchemy built from it.
 
+    Without --dsn: DATABASE_URL or the libpq environment (PGHOST, PGPORT, ...),
+    else a server at 127.0.0.1:5432, else a throwaway cluster started from
+    the PostgreSQL binaries on this machine (removed afterwards), else a
+    replay of a recorded session shipped with the tool (said plainly).
+
     \b
     Example:
       pgwire-inspect demo --dsn postgresql://postgres@127.0.0.1:5432/postgres
     """
-    from .orm import demo_program
+    from .cli_more import dsn_given_by_user, run_demo
 
-    _run_and_show(ctx, demo_program, dsn=dsn, driver=driver, fmt=fmt, show_all=show_all,
-                  rows=rows, write_pcap=write_pcap, iface=iface,
-                  connect_timeout=connect_timeout, seed_demo=True, show_secrets=show_secrets,
-                  redact_columns=redact_columns, capture_method=capture_method, redact=redact)
+    run_demo(ctx, dsn_given_by_user("dsn", dsn), driver=driver, fmt=fmt, show_all=show_all,
+             rows=rows, write_pcap=write_pcap, redact=redact, iface=iface,
+             capture_method=capture_method, connect_timeout=connect_timeout,
+             show_secrets=show_secrets, redact_columns=redact_columns)
 
 
 @cli.command()
@@ -437,6 +483,9 @@ def query(ctx: Ctx, function: str, dsn: str, driver: str, fmt: str, show_all: bo
                   write_pcap=write_pcap, iface=iface, connect_timeout=connect_timeout,
                   seed_demo=False, show_secrets=show_secrets, redact_columns=redact_columns,
                   capture_method=capture_method, redact=redact)
+
+
+register(cli)
 
 
 def main() -> None:
