@@ -1,5 +1,9 @@
 """The pgwire-inspect command line: parses options, calls the layers, reports errors.
 
+Shared pieces (consoles, error handling, option bundles) are in `cli_common`;
+`replay` and the demo's server fallback in `cli_more`; frame views in
+`cli_frames`.
+
 Library code raises `PgWireError` subclasses; only this module prints them,
 as one red line on stderr with a non-zero exit code (``--debug`` adds the
 traceback).
@@ -7,87 +11,34 @@ traceback).
 
 from __future__ import annotations
 
-import functools
-import os
-import re
 import sys
-import traceback
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 from rich.console import Console
 
 from . import __version__
+from .cli_common import (
+    DEFAULT_DSN,
+    EXIT_INTERRUPTED,
+    Ctx,
+    F,
+    apply_redaction,
+    catalog_for,
+    frame_choice,
+    frame_options,
+    guarded,
+    open_source,
+    redaction_options,
+    save_pcap,
+    wrote_exports,
+)
 from .cli_more import register
 from .errors import CaptureError, PgWireError
 
 __all__ = ["cli", "main"]
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-#: Exit codes: 1 for a failure of the work asked for, 2 for bad input.
-EXIT_FAILURE = 1
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
-
-DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-def make_consoles(no_color: bool) -> tuple[Console, Console]:
-    """One console for output, one for errors (rich-cli's habit)."""
-    color = not no_color and "NO_COLOR" not in os.environ
-    out = Console(no_color=not color, highlight=False, soft_wrap=False)
-    err = Console(stderr=True, no_color=not color, highlight=False, soft_wrap=True)
-    return out, err
-
-
-class Ctx:
-    """What every command shares: the consoles and the debug switch."""
-
-    def __init__(self, debug: bool, no_color: bool) -> None:
-        self.debug = debug
-        self.out, self.err = make_consoles(no_color)
-
-    def fail(self, exc: BaseException, code: int) -> None:
-        """Print one line for ``exc`` (and the traceback with --debug), exit with ``code``."""
-        if self.debug:
-            self.err.print(traceback.format_exc(), markup=False, highlight=False)
-        text = str(exc).strip().splitlines()
-        line = text[0] if text else type(exc).__name__
-        self.err.print("[bold red]error:[/] ", end="")
-        self.err.print(line, markup=False, style="red")
-        raise SystemExit(code)
-
-
-def guarded(fn: F) -> F:
-    """Turn library errors into one-line messages and exit codes."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        ctx: Ctx = click.get_current_context().find_object(Ctx)  # type: ignore[assignment]
-        try:
-            return fn(*args, **kwargs)
-        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
-            raise  # usage errors: click prints them and exits with 2
-        except CaptureError as exc:
-            ctx.fail(exc, EXIT_BAD_INPUT)
-        except PgWireError as exc:
-            ctx.fail(exc, EXIT_FAILURE)
-        except KeyboardInterrupt:
-            ctx.err.print("[yellow]interrupted[/]")
-            raise SystemExit(EXIT_INTERRUPTED) from None
-        except BrokenPipeError:
-            sys.stderr.close()
-            raise SystemExit(EXIT_FAILURE) from None
-        except OSError as exc:
-            ctx.fail(exc, EXIT_FAILURE)
-        except Exception as exc:
-            ctx.fail(RuntimeError(f"internal error: {type(exc).__name__}: {exc} "
-                                  "(--debug shows the traceback)"), EXIT_FAILURE)
-        return None
-
-    return wrapper  # type: ignore[return-value]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -107,67 +58,6 @@ def cli(ctx: click.Context, debug: bool, no_color: bool) -> None:
 
 
 # ------------------------------------------------------------------ shared
-
-
-def redaction_options(fn: F) -> F:
-    """--show-secrets and --redact-columns: what every view masks."""
-    fn = click.option("--redact-columns", "redact_columns", multiple=True, metavar="PATTERN",
-                      help="Mask the values of matching columns in every view: a glob such as "
-                           "'*password*' or a regular expression 're:...' (repeatable).")(fn)
-    fn = click.option("--show-secrets", is_flag=True,
-                      help="Show passwords, md5 hashes and SASL messages (masked by default; "
-                           "for teaching).")(fn)
-    return fn
-
-
-def frame_options(fn: F) -> F:
-    """--hexdump, --explain, frame choice and export: the classroom views."""
-    opts = [
-        click.option("--hexdump", is_flag=True,
-                     help="Show frames as a Wireshark-style hex dump with every byte colored "
-                          "and named (link, IP and TCP headers, each message field), and a "
-                          "legend. Without color, marker lines say which bytes are which."),
-        click.option("--explain", "explain", is_flag=True,
-                     help="Walk through each frame shown byte by byte in plain sentences "
-                          "(demo/query: ending with a DataRow becoming an ORM instance)."),
-        click.option("--frame", "frame_numbers", type=int, multiple=True, metavar="N",
-                     help="Frames to show (repeatable)."),
-        click.option("--conn", "conn_number", type=int, help="Only frames of this connection."),
-        click.option("--query", "query_number", type=int, metavar="N",
-                     help="Only frames of query N (as numbered in the read view)."),
-        click.option("--type", "message_types", metavar="NAMES",
-                     help="Only frames holding these messages, e.g. RowDescription,DataRow."),
-        click.option("--max-frames", type=int, default=12, show_default=True,
-                     help="Frames dumped at most when not chosen with --frame."),
-        click.option("--export-svg", type=click.Path(dir_okay=False),
-                     help="Also write what is shown, in color, as an SVG picture (for slides)."),
-        click.option("--export-html", type=click.Path(dir_okay=False),
-                     help="Also write what is shown, in color, as an HTML page."),
-    ]
-    for opt in reversed(opts):
-        fn = opt(fn)
-    return fn
-
-
-def _frame_choice(frame_numbers: tuple[int, ...], conn_number: int | None,
-                  query_number: int | None, message_types: str | None,
-                  max_frames: int) -> Any:
-    from .cli_frames import FrameChoice
-
-    types = tuple(t.strip() for t in (message_types or "").split(",") if t.strip())
-    return FrameChoice(frame_numbers, conn_number, query_number, types, max_frames)
-
-
-def apply_redaction(show_secrets: bool, redact_columns: tuple[str, ...]) -> None:
-    """Set the masking policy of the views."""
-    from .redact import Redaction
-    from .render._policy import set_redaction
-
-    try:
-        set_redaction(Redaction(show_secrets=show_secrets, column_patterns=redact_columns))
-    except re.error as exc:
-        raise click.BadParameter(f"bad regular expression: {exc}",
-                                 param_hint="--redact-columns") from None
 
 
 # ------------------------------------------------------------------ read
@@ -194,13 +84,16 @@ def apply_redaction(show_secrets: bool, redact_columns: tuple[str, ...]) -> None
 @click.option("--stats", is_flag=True,
               help="Decode everything (values included) and print a summary: queries by kind, "
                    "rows, bytes, errors, latency percentiles per query text. For big captures.")
+@frame_options
 @redaction_options
 @click.pass_obj
 @guarded
 def read(ctx: Ctx, capture: str, ports: tuple[int, ...], fmt: str, rows: int,
          dsn: str | None, write_pcap: str | None, redact: bool, linktype: int | None,
-         stats: bool, show_secrets: bool,
-         redact_columns: tuple[str, ...]) -> None:
+         stats: bool, show_secrets: bool, redact_columns: tuple[str, ...], hexdump: bool,
+         explain: bool, frame_numbers: tuple[int, ...], conn_number: int | None,
+         query_number: int | None, message_types: str | None, max_frames: int,
+         export_svg: str | None, export_html: str | None) -> None:
     """Decode a saved capture: pcap or pcapng (as tcpdump and Wireshark write them), or a
     hex dump (Wireshark "Copy as Hex Dump", tcpdump -xx/-X, od -Ax -tx1, hexdump -C, xxd).
     CAPTURE may be - for standard input.
@@ -211,16 +104,32 @@ def read(ctx: Ctx, capture: str, ports: tuple[int, ...], fmt: str, rows: int,
       pgwire-inspect read session.pcap --format jsonl | jq .type
       pgwire-inspect read big.pcap --stats
       pbpaste | pgwire-inspect read -
+      pgwire-inspect read demo.pcap --hexdump --type RowDescription,DataRow
+      pgwire-inspect read demo.pcap --explain --frame 57 --export-svg frame57.svg
     """
     from .decode import decode_frames
     from .render.capture_view import render_capture
 
     apply_redaction(show_secrets, redact_columns)
-    cap = _open_source(capture, linktype)
+    cap = open_source(capture, linktype)
     port_set = ports or None
+    framed = hexdump or explain or frame_numbers or export_svg or export_html
+    if framed and not stats and fmt == "table":
+        from .cli_frames import select_frames, show_frames
+        from .render._policy import current
+
+        decoded = decode_frames(cap, ports=port_set, keep_frames=True)
+        catalog = catalog_for(dsn, decoded) if dsn else None
+        choice = frame_choice(frame_numbers, conn_number, query_number, message_types,
+                               max_frames)
+        chosen, left_out = select_frames(decoded, choice)
+        show_frames(ctx.out, decoded, chosen, left_out, redaction=current(), catalog=catalog,
+                    explain=explain, export_svg=export_svg, export_html=export_html)
+        wrote_exports(ctx, export_svg, export_html)
+        return
     if write_pcap:
         decoded = decode_frames(cap, ports=port_set, keep_frames=True)
-        _save_pcap(ctx, write_pcap, decoded, decoded.kept_frames, redact)
+        save_pcap(ctx, write_pcap, decoded, decoded.kept_frames, redact)
         return
     if stats:
         from .render.stats_view import render_stats
@@ -244,7 +153,7 @@ def read(ctx: Ctx, capture: str, ports: tuple[int, ...], fmt: str, rows: int,
         decoded = decode_frames(cap, ports=port_set, keep_messages=False, emit=writer.message)
     else:
         decoded = decode_frames(cap, ports=port_set)
-        catalog = _catalog_for(dsn, decoded) if dsn else None
+        catalog = catalog_for(dsn, decoded) if dsn else None
         render_capture(ctx.out, decoded, rows=rows, catalog=catalog)
     for problem in list(getattr(cap, "problems", [])) + decoded.problems:
         ctx.err.print(f"[yellow]warning:[/] {problem}", highlight=False)
@@ -258,42 +167,55 @@ def read(ctx: Ctx, capture: str, ports: tuple[int, ...], fmt: str, rows: int,
         ctx.err.print(f"[yellow]no TCP connection {where} in {decoded.frames} frames[/]")
 
 
-def _open_source(path: str, linktype: int | None) -> Any:
-    """A capture file, or the frames of a hex dump, from a path or "-" (stdin)."""
-    import io
+@cli.command()
+@click.argument("capture", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--frame", "frame_numbers", type=int, multiple=True, metavar="N",
+              help="The frame to walk through (repeatable).")
+@click.option("--type", "message_types", metavar="NAMES",
+              help="Without --frame: the first frame holding one of these messages.")
+@click.option("--conn", "conn_number", type=int, help="Only frames of this connection.")
+@click.option("--query", "query_number", type=int, metavar="N",
+              help="Only frames of query N (as numbered in the read view).")
+@click.option("--port", "ports", type=int, multiple=True, help="Decode only this port.")
+@click.option("--dsn", help="Name table and type OIDs from this server's catalog.")
+@click.option("--linktype", type=int, default=None, help="Link type of a hex dump's frames.")
+@click.option("--export-svg", type=click.Path(dir_okay=False), help="Also write an SVG.")
+@click.option("--export-html", type=click.Path(dir_okay=False), help="Also write an HTML page.")
+@redaction_options
+@click.pass_obj
+@guarded
+def explain(ctx: Ctx, capture: str, frame_numbers: tuple[int, ...], message_types: str | None,
+            conn_number: int | None, query_number: int | None, ports: tuple[int, ...],
+            dsn: str | None, linktype: int | None, export_svg: str | None,
+            export_html: str | None, show_secrets: bool, redact_columns: tuple[str, ...]) -> None:
+    """Walk through one frame byte by byte: its colored hex dump, then plain sentences.
 
-    from .capture import looks_like_hexdump, open_capture, read_hexdump
+    From the first byte to the last: what each header says (addresses, ports,
+    sequence numbers, flags), then each PostgreSQL message and each field with
+    its value and meaning (type OID 1043 is varchar, typmod 44 means
+    varchar(40), column length -1 means NULL ...).
 
-    if path == "-":
-        data = sys.stdin.buffer.read()
-        if looks_like_hexdump(data):
-            return read_hexdump(data.decode("utf-8", "replace"), linktype=linktype)
-        return open_capture(io.BytesIO(data))
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(8192)
-    except OSError as exc:
-        raise CaptureError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if looks_like_hexdump(head):
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return read_hexdump(fh.read(), linktype=linktype)
-    return open_capture(path)
+    \b
+    Example:
+      pgwire-inspect explain captures/orm-demo-psycopg2.pcap --frame 57
+      pgwire-inspect explain handout.txt --type DataRow --export-svg slide.svg
+    """
+    from .cli_frames import select_frames, show_frames
+    from .decode import decode_frames
+    from .render._policy import current
 
-
-def _catalog_for(dsn: str, decoded: Any) -> Any:
-    from .catalog import load_catalog
-
-    tables: set[int] = set()
-    types: set[int] = set()
-    for conn in decoded.connections:
-        for q in conn.queries:
-            for r in q.results:
-                for c in r.columns:
-                    if c.table_oid:
-                        tables.add(c.table_oid)
-                    if c.type_oid >= 16384:
-                        types.add(c.type_oid)
-    return load_catalog(dsn, table_oids=tables, type_oids=types)
+    apply_redaction(show_secrets, redact_columns)
+    decoded = decode_frames(open_source(capture, linktype), ports=ports or None,
+                            keep_frames=True)
+    catalog = catalog_for(dsn, decoded) if dsn else None
+    choice = frame_choice(frame_numbers, conn_number, query_number, message_types,
+                           len(frame_numbers) or 1)
+    chosen, _ = select_frames(decoded, choice)
+    if not chosen:
+        raise CaptureError("no frame matches (choose one with --frame N)")
+    show_frames(ctx.out, decoded, chosen, 0, redaction=current(), catalog=catalog, explain=True,
+                export_svg=export_svg, export_html=export_html)
+    wrote_exports(ctx, export_svg, export_html)
 
 
 # ------------------------------------------------------------ demo, query
@@ -334,14 +256,14 @@ def live_options(fn: F) -> F:
     ]
     for opt in reversed(opts):
         fn = opt(fn)
-    return redaction_options(fn)
+    return redaction_options(frame_options(fn))
 
 
 def _run_and_show(ctx: Ctx, program_of: Callable[[], Any], *, dsn: str, driver: str, fmt: str,
                   show_all: bool, rows: int, write_pcap: str | None, iface: str | None,
                   connect_timeout: float, seed_demo: bool, show_secrets: bool,
                   redact_columns: tuple[str, ...], capture_method: str = "auto",
-                  redact: bool = False) -> None:
+                  redact: bool = False, views: Any = None) -> None:
     from .linking import link_run
     from .live import run_live
     from .orm import ensure_demo_data, prepare_url
@@ -360,7 +282,7 @@ def _run_and_show(ctx: Ctx, program_of: Callable[[], Any], *, dsn: str, driver: 
     for notice in result.notices[len(url.notices):]:
         ctx.err.print(f"[yellow]note:[/] {notice}", highlight=False)
     if write_pcap:
-        _save_pcap(ctx, write_pcap, result.decoded, result.frames, redact)
+        save_pcap(ctx, write_pcap, result.decoded, result.frames, redact)
     if result.run is None:
         _show_interrupted(ctx, result.decoded, fmt, rows)
         raise SystemExit(EXIT_INTERRUPTED)
@@ -376,12 +298,16 @@ def _run_and_show(ctx: Ctx, program_of: Callable[[], Any], *, dsn: str, driver: 
         catalog = None
         if result.connection is not None:
             try:
-                catalog = _catalog_for(str(url.url.set(drivername="postgresql")
+                catalog = catalog_for(str(url.url.set(drivername="postgresql")
                                            .render_as_string(hide_password=False)),
                                        result.decoded)
             except PgWireError as exc:
                 ctx.err.print(f"[yellow]note:[/] no catalog names: {exc}", highlight=False)
         render_orm_run(ctx.out, linked, rows=rows, show_all=show_all, catalog=catalog)
+        if views is not None and views.wanted:
+            _show_orm_frames(ctx, views, result.decoded, linked, catalog,
+                             lambda out: render_orm_run(out, linked, rows=rows,
+                                                        show_all=show_all, catalog=catalog))
     if result.interrupted:
         raise SystemExit(EXIT_INTERRUPTED)
     failed = [s for s in result.run.steps if s.error]
@@ -389,24 +315,52 @@ def _run_and_show(ctx: Ctx, program_of: Callable[[], Any], *, dsn: str, driver: 
         raise PgWireError(f"step {failed[0].index + 1} failed: {failed[0].error}")
 
 
-def _save_pcap(ctx: Ctx, path: str, decoded: Any, frames: list[Any], redact: bool) -> None:
-    """Write the frames (redacted on request) and say what the file holds."""
-    from .capture import write_pcap
+class FrameViews:
+    """The frame options of `demo` and `query` (--hexdump, --explain, choice, export)."""
+
+    def __init__(self, hexdump: bool, explain: bool, choice: Any, export_svg: str | None,
+                 export_html: str | None) -> None:
+        self.hexdump = hexdump
+        self.explain = explain
+        self.choice = choice
+        self.export_svg = export_svg
+        self.export_html = export_html
+
+    @property
+    def wanted(self) -> bool:
+        """Whether any frame view was asked for."""
+        return bool(self.hexdump or self.explain or self.choice.frames or self.export_svg
+                    or self.export_html)
+
+
+def _show_orm_frames(ctx: Ctx, views: FrameViews, decoded: Any, linked: Any, catalog: Any,
+                     tables: Callable[[Console], None]) -> None:
+    """Frames of the ORM's own queries (not the set-up), and with --explain the walk from
+    the first DataRow's bytes to its instance's attributes."""
+    from .cli_frames import select_frames, show_frames
     from .render._policy import current
+    from .render.explain import explain_orm_row
 
-    if redact:
-        from .redact_pcap import redact_frames
+    orm_frames = {f for step in linked.steps for lq in step.queries if lq.role == "orm"
+                  for w in lq.query.messages for f in range(w.frame, w.last_frame + 1)}
+    rows = [r for step in linked.steps for lq in step.queries for r in lq.rows
+            if r.instance is not None and r.built]
+    choice = views.choice
+    if views.explain and not choice.frames and rows:
+        from dataclasses import replace
 
-        policy = current()
-        frames = redact_frames(decoded, frames, type(policy)(
-            show_secrets=False, column_patterns=policy.column_patterns))
-    n = write_pcap(path, frames)
-    if redact:
-        ctx.err.print(f"wrote {n} frames to {path}; passwords, SASL data and redacted columns "
-                      "are overwritten with 'x'", highlight=False)
-    else:
-        ctx.err.print(f"wrote {n} frames to {path}: it holds whatever was on the wire, "
-                      "passwords included (--redact masks them)", highlight=False)
+        choice = replace(choice, frames=(rows[0].row.frame,))
+    chosen, left_out = select_frames(decoded, choice, only=orm_frames)
+
+    def walk(out: Console) -> None:
+        if views.explain and rows and linked.conn is not None:
+            explain_orm_row(out, rows[0], linked.conn, decoded=decoded)
+
+    ctx.out.rule("Frames on the wire", style="dim")
+    show_frames(ctx.out, decoded, chosen, left_out, redaction=current(), catalog=catalog,
+                explain=views.explain, extra=walk, before=tables,
+                export_svg=views.export_svg, export_html=views.export_html)
+    wrote_exports(ctx, views.export_svg, views.export_html)
 
 
 def _show_interrupted(ctx: Ctx, decoded: Any, fmt: str, rows: int) -> None:
@@ -431,7 +385,10 @@ def _show_interrupted(ctx: Ctx, decoded: Any, fmt: str, rows: int) -> None:
 @guarded
 def demo(ctx: Ctx, dsn: str, driver: str, fmt: str, show_all: bool, rows: int,
          write_pcap: str | None, redact: bool, iface: str | None, capture_method: str,
-         connect_timeout: float, show_secrets: bool, redact_columns: tuple[str, ...]) -> None:
+         connect_timeout: float, show_secrets: bool, redact_columns: tuple[str, ...],
+         hexdump: bool, explain: bool, frame_numbers: tuple[int, ...], conn_number: int | None,
+         query_number: int | None, message_types: str | None, max_frames: int,
+         export_svg: str | None, export_html: str | None) -> None:
     """Run the built-in ORM demo against a real server, captured live.
 
     Creates (if missing) a `users` table with two rows, then runs
@@ -453,7 +410,10 @@ def demo(ctx: Ctx, dsn: str, driver: str, fmt: str, show_all: bool, rows: int,
     run_demo(ctx, dsn_given_by_user("dsn", dsn), driver=driver, fmt=fmt, show_all=show_all,
              rows=rows, write_pcap=write_pcap, redact=redact, iface=iface,
              capture_method=capture_method, connect_timeout=connect_timeout,
-             show_secrets=show_secrets, redact_columns=redact_columns)
+             show_secrets=show_secrets, redact_columns=redact_columns,
+             views=FrameViews(hexdump, explain, frame_choice(
+                 frame_numbers, conn_number, query_number, message_types, max_frames),
+                 export_svg, export_html))
 
 
 @cli.command()
@@ -463,7 +423,10 @@ def demo(ctx: Ctx, dsn: str, driver: str, fmt: str, show_all: bool, rows: int,
 @guarded
 def query(ctx: Ctx, function: str, dsn: str, driver: str, fmt: str, show_all: bool, rows: int,
           write_pcap: str | None, redact: bool, iface: str | None, capture_method: str,
-          connect_timeout: float, show_secrets: bool, redact_columns: tuple[str, ...]) -> None:
+          connect_timeout: float, show_secrets: bool, redact_columns: tuple[str, ...],
+          hexdump: bool, explain: bool, frame_numbers: tuple[int, ...], conn_number: int | None,
+          query_number: int | None, message_types: str | None, max_frames: int,
+          export_svg: str | None, export_html: str | None) -> None:
     """Run your own ORM function (module:function) captured live.
 
     FUNCTION takes a SQLAlchemy Session and returns ORM instances (one, a
@@ -482,7 +445,10 @@ def query(ctx: Ctx, function: str, dsn: str, driver: str, fmt: str, show_all: bo
     _run_and_show(ctx, program, dsn=dsn, driver=driver, fmt=fmt, show_all=show_all, rows=rows,
                   write_pcap=write_pcap, iface=iface, connect_timeout=connect_timeout,
                   seed_demo=False, show_secrets=show_secrets, redact_columns=redact_columns,
-                  capture_method=capture_method, redact=redact)
+                  capture_method=capture_method, redact=redact,
+                  views=FrameViews(hexdump, explain, frame_choice(
+                      frame_numbers, conn_number, query_number, message_types, max_frames),
+                      export_svg, export_html))
 
 
 register(cli)

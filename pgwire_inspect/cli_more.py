@@ -29,7 +29,7 @@ import click
 from .errors import PgWireError
 
 if TYPE_CHECKING:
-    from .cli import Ctx
+    from .cli_common import Ctx
     from .replay import ReplayServer
     from .throwaway import ThrowawayCluster
 
@@ -326,7 +326,7 @@ def replay_and_show(ctx: Ctx, capture: str | os.PathLike[str], program_of: Calla
             is printed), or a step failed.
         SystemExit: 130 when interrupted.
     """
-    from .cli import EXIT_INTERRUPTED, _save_pcap, apply_redaction
+    from .cli import EXIT_INTERRUPTED, apply_redaction, save_pcap
     from .linking import link_run
     from .live import run_live
     from .orm import prepare_url
@@ -353,7 +353,7 @@ def replay_and_show(ctx: Ctx, capture: str | os.PathLike[str], program_of: Calla
     for notice in result.notices:
         _note(ctx, notice)
     if write_pcap:
-        _save_pcap(ctx, write_pcap, result.decoded, result.frames, redact)
+        save_pcap(ctx, write_pcap, result.decoded, result.frames, redact)
     if result.run is None:
         render_capture(ctx.out, result.decoded, rows=rows)
         raise SystemExit(EXIT_INTERRUPTED)
@@ -399,7 +399,7 @@ def register(group: click.Group) -> None:
     Args:
         group: the group; its callback must set a `Ctx` as the context object.
     """
-    from .cli import guarded, redaction_options
+    from .cli_common import guarded, redaction_options
 
     @click.command()
     @click.argument("capture", type=click.Path(dir_okay=False, exists=True))
