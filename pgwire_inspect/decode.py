@@ -216,7 +216,7 @@ def decode_frames(
     router = _Router(ports is None, emit)
     builder = ConversationBuilder(keep_messages=keep_messages, keep_rows=keep_rows,
                                   keep_queries=keep_queries, on_row=on_row, on_query=on_query)
-    reasm = Reassembler(server_ports=ports)
+    reasm = Reassembler(server_ports=ports, hint_ports=DEFAULT_PORTS)
     tracked: set[int] = set()
 
     def route(wm: WireMessage, conn: Connection) -> None:

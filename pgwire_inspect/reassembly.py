@@ -371,7 +371,9 @@ class Reassembler:
     :class:`StreamEnd`.
 
     Who is the client: the sender of a SYN without ACK; the receiver of a
-    SYN+ACK; without either, the side not on a port in ``server_ports``;
+    SYN+ACK; without either, the side not on a port in ``server_ports`` (or
+    ``hint_ports`` when every port is tracked); otherwise, with every port
+    tracked, the side on the higher port (servers listen on the lower one);
     otherwise the sender of the connection's first segment.
 
     A SYN without ACK on a 4-tuple whose connection is known, with another
@@ -390,8 +392,11 @@ class Reassembler:
     occupy one sequence number each).
     """
 
-    def __init__(self, server_ports: Collection[int] | None = None) -> None:
+    def __init__(self, server_ports: Collection[int] | None = None, *,
+                 hint_ports: Collection[int] = ()) -> None:
         self.server_ports = frozenset(server_ports) if server_ports is not None else None
+        #: Ports that are servers' when no SYN says who the client is (all tracked).
+        self.hint_ports = frozenset(hint_ports)
         self._conns: dict[tuple[Endpoint, Endpoint], _Connection] = {}
         self._all: list[_Connection] = []
         self._finished = False
@@ -499,13 +504,17 @@ class Reassembler:
         a = (seg.src, seg.sport)
         b = (seg.dst, seg.dport)
         flags = seg.flags & (TCP_SYN | TCP_ACK)
-        ports = self.server_ports
+        ports = self.server_ports if self.server_ports is not None else self.hint_ports
         if flags == TCP_SYN:
             client, server = a, b
         elif flags == TCP_SYN | TCP_ACK:
             client, server = b, a
-        elif ports is not None and (seg.dport in ports) != (seg.sport in ports):
+        elif ports and (seg.dport in ports) != (seg.sport in ports):
             client, server = (a, b) if seg.dport in ports else (b, a)
+        elif self.server_ports is None and seg.sport != seg.dport:
+            # No handshake and no known port: servers listen on the lower port,
+            # clients use high ephemeral ports (RFC 6335, section 6).
+            client, server = (a, b) if seg.dport < seg.sport else (b, a)
         else:
             client, server = a, b
         conn = _Connection(len(self._all), client, server)

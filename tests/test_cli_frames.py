@@ -6,9 +6,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from click.testing import CliRunner
+from testpaths import CAPTURES
 
 from pgwire_inspect.cli import cli
-from testpaths import CAPTURES
 
 
 def run(*args: str, code: int = 0) -> str:

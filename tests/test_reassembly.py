@@ -365,9 +365,9 @@ def test_mid_connection_start() -> None:
     assert events[0] == ConnectionStarted(0, CLIENT, SERVER, 1, 1001.0, False)
     assert stream(events, 0, "B") == b"tail of a result"
     assert stream(events, 0, "F") == b"Q...more"
-    without_ports = run(segs)  # then the first sender is taken as the client
+    without_ports = run(segs)  # then the lower port is taken as the server's
     first = without_ports[0]
-    assert isinstance(first, ConnectionStarted) and first.client == SERVER
+    assert isinstance(first, ConnectionStarted) and first.server == SERVER
 
 
 def test_syn_ack_first_makes_the_receiver_the_client() -> None:
