@@ -63,3 +63,28 @@ def test_hex_dump_text_input_explains_a_handout(tmp_path: Path) -> None:
     handout.write_text("\n".join(lines) + "\n")
     out = run("explain", str(handout), "--frame", "1")
     assert "RowDescription" in out and "users_id" in out
+
+
+def _as_bsd_loopback(path: Path, tmp_path: Path) -> Path:
+    """The capture rewritten as a macOS lo0 capture: a 4-byte host-order family header."""
+    from pgwire_inspect.capture import Frame, open_capture, write_pcap
+
+    frames = []
+    for f in open_capture(path):
+        family = 2 if f.data[12:14] == b"\x08\x00" else 30  # AF_INET, macOS AF_INET6
+        data = family.to_bytes(4, "little") + f.data[14:]
+        frames.append(Frame(f.no, f.ts, 0, data, len(data)))
+    out = tmp_path / f"bsd-{path.name}"
+    write_pcap(out, frames)
+    return out
+
+
+def test_bsd_loopback_frames_ipv4_and_ipv6_are_explained_byte_for_byte(tmp_path: Path) -> None:
+    for name in ("orm-demo-psycopg2.pcap", "ipv6.pcap"):
+        bsd = _as_bsd_loopback(CAPTURES / name, tmp_path)
+        for kind in ("RowDescription", "DataRow", "ReadyForQuery"):
+            out = run("explain", str(bsd), "--type", kind)
+            assert "BSD loopback" in out or "NULL" in out or "loopback" in out.lower(), out[:400]
+            assert f"Type byte '{ {'RowDescription': 'T', 'DataRow': 'D'}.get(kind, 'Z')}'" in out
+        if name == "ipv6.pcap":
+            assert "::1" in run("explain", str(bsd), "--type", "DataRow")

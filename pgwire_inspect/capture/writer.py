@@ -85,6 +85,9 @@ def write_pcap(path: str | os.PathLike[str], frames: Iterable[Frame]) -> int:
         writer = RawPcapWriter(name, linktype=linktype, nano=True, snaplen=SNAPLEN)
     except OSError as exc:
         raise CaptureError(f"cannot write {name}: {exc.strerror or exc}") from None
+    # scapy keeps a falsy link type unset and then guesses Ethernet: link type 0
+    # (BSD loopback NULL) would be written as 1.
+    writer.linktype = linktype
     count = 0
     mixed_from: Frame | None = None
     try:
