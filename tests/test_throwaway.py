@@ -25,14 +25,12 @@ import pytest
 from click.testing import CliRunner
 
 from pgwire_inspect import cli_more, throwaway
-from pgwire_inspect.cli import Ctx, cli, guarded, live_options
+from pgwire_inspect.cli import cli
 from pgwire_inspect.cli_more import (
     DEMO_CAPTURE,
     dsn_given_by_user,
     libpq_environment_dsn,
-    register,
     resolve_demo_target,
-    run_demo,
 )
 from pgwire_inspect.errors import PgWireError
 from pgwire_inspect.throwaway import ThrowawayCluster, find_postgres_bin
@@ -42,25 +40,9 @@ BINDIR = find_postgres_bin()
 needs_binaries = pytest.mark.skipif(BINDIR is None, reason="no PostgreSQL binaries installed")
 
 
-@click.command()
-@live_options
-@click.pass_obj
-@guarded
-def demo(ctx: Ctx, dsn: str, **options: Any) -> None:
-    """The demo command as cli.py runs it with `run_demo`.
-
-    \b
-    Example:
-      pgwire-inspect demo
-    """
-    run_demo(ctx, dsn_given_by_user("dsn", dsn), **options)
-
-
 def group() -> click.Group:
-    g = click.Group("pgwire-inspect", callback=cli.callback, params=cli.params,
-                    commands={**cli.commands, "demo": demo})
-    register(g)
-    return g
+    """The real command line (`demo` and `replay` are registered on it)."""
+    return cli
 
 
 def closed_port() -> tuple[socket.socket, int]:
