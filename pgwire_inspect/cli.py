@@ -157,6 +157,11 @@ def read(ctx: Ctx, capture: str, ports: tuple[int, ...], fmt: str, rows: int,
         render_capture(ctx.out, decoded, rows=rows, catalog=catalog)
     for problem in list(getattr(cap, "problems", [])) + decoded.problems:
         ctx.err.print(f"[yellow]warning:[/] {problem}", highlight=False)
+    skipped = sum(decoded.skipped.values())
+    if decoded.frames and skipped == decoded.frames:
+        reasons = "; ".join(decoded.skipped)
+        raise CaptureError(f"{capture}: none of its {decoded.frames} frames can be decoded "
+                           f"({reasons})")
     for reason, count in decoded.skipped.items():
         ctx.err.print(f"[yellow]warning:[/] {count} frame(s) skipped: {reason}")
     if decoded.ignored:

@@ -213,3 +213,29 @@ def test_ctrl_c_cancels_shows_saves_and_exits_130(pg_dsn: str, tmp_path: Path) -
     assert any(o["type"] == "ErrorResponse" for o in jsonl(back.stdout))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["partial.pcap", "slow.py"] or all(
         p.name in ("partial.pcap", "slow.py", "__pycache__") for p in tmp_path.iterdir())
+
+
+def test_unknown_link_type_everywhere_is_bad_input(tmp_path: Path) -> None:
+    from pgwire_inspect.capture import Frame, open_capture, write_pcap
+
+    frames = [Frame(f.no, f.ts, 147, f.data, f.wirelen)  # LINKTYPE_USER0: nobody's format
+              for f in open_capture(CAPTURES / "auth-md5.pcap")]
+    path = tmp_path / "user0.pcap"
+    write_pcap(path, frames)
+    result = CliRunner().invoke(cli, ["read", str(path)])
+    assert result.exit_code == 2
+    assert "none of its 34 frames can be decoded" in result.output
+    assert "unknown link type 147" in result.output and "Traceback" not in result.output
+
+
+def test_bad_frames_among_good_ones_are_skipped_and_counted(tmp_path: Path) -> None:
+    from pgwire_inspect.capture import Frame, open_capture, write_pcap
+
+    frames = list(open_capture(CAPTURES / "auth-md5.pcap"))
+    frames[3] = Frame(frames[3].no, frames[3].ts, 1, b"\x00" * 5, 5)  # a runt frame
+    path = tmp_path / "runt.pcap"
+    write_pcap(path, frames)
+    result = CliRunner().invoke(cli, ["read", str(path), "--format", "jsonl"])
+    assert result.exit_code == 0
+    assert any(json.loads(line)["type"] == "AuthenticationOk"
+               for line in result.stdout.splitlines() if line.startswith("{"))
