@@ -19,29 +19,9 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ._backend import (
-    AUTH_CLASSES,
     Authentication,
-    BackendKeyData,
-    BindComplete,
-    CloseComplete,
-    CommandComplete,
-    CopyBothResponse,
-    CopyInResponse,
-    CopyOutResponse,
     DataRow,
-    EmptyQueryResponse,
-    ErrorResponse,
-    FunctionCallResponse,
-    NegotiateProtocolVersion,
-    NoData,
-    NoticeResponse,
-    NotificationResponse,
-    ParameterDescription,
     ParameterStatus,
-    ParseComplete,
-    PortalSuspended,
-    ReadyForQuery,
-    RowDescription,
 )
 from ._base import MalformedMessage, Message
 from ._codes import (
@@ -51,32 +31,27 @@ from ._codes import (
     MAX_STARTUP_PACKET_LENGTH,
     SSL_REQUEST_CODE,
 )
+from ._decode import (
+    BACKEND_TYPES,
+    FRONTEND_TYPES,
+    KEEP_MALFORMED,
+    TYPES_BY_BYTE,
+    decode_message,
+    fast_data_row,
+    field_spans,
+)
 from ._frontend import (
-    Bind,
     CancelRequest,
-    Close,
-    CopyData,
-    CopyDone,
-    CopyFail,
-    Describe,
-    Execute,
-    Flush,
-    FunctionCall,
     GSSENCRequest,
     GSSENCResponse,
     GSSResponse,
-    Parse,
     PasswordMessage,
-    Query,
     SASLInitialResponse,
     SASLResponse,
     SSLRequest,
     SSLResponse,
     StartupMessage,
-    Sync,
-    Terminate,
 )
-from ._reader import BodyError, Reader, Span
 
 __all__ = [
     "BACKEND_TYPES",
@@ -94,24 +69,6 @@ _I16 = struct.Struct("!h")
 _I32 = struct.Struct("!i")
 _HDR = struct.Struct("!ci")
 
-#: Frontend message classes by type byte ('p' is resolved by the session state).
-FRONTEND_TYPES: Final[dict[bytes, type[Message]]] = {
-    c.type_code: c
-    for c in (Query, Parse, Bind, Describe, Execute, Close, Sync, Flush, Terminate,
-              CopyData, CopyDone, CopyFail, FunctionCall, PasswordMessage)
-}
-#: Backend message classes by type byte ('R' is resolved by its code field).
-BACKEND_TYPES: Final[dict[bytes, type[Message]]] = {
-    c.type_code: c
-    for c in (Authentication, ParameterStatus, BackendKeyData, ReadyForQuery, RowDescription,
-              DataRow, CommandComplete, EmptyQueryResponse, ErrorResponse, NoticeResponse,
-              ParseComplete, BindComplete, CloseComplete, ParameterDescription, NoData,
-              PortalSuspended, CopyInResponse, CopyOutResponse, CopyBothResponse, CopyData,
-              CopyDone, NotificationResponse, FunctionCallResponse, NegotiateProtocolVersion)
-}
-_TYPES = {"F": {t[0]: c for t, c in FRONTEND_TYPES.items()},
-          "B": {t[0]: c for t, c in BACKEND_TYPES.items()}}
-
 #: Messages whose length field has one right value (type byte excluded).
 _FIXED_LENGTH: Final[dict[str, dict[int, int]]] = {
     "F": {ord("S"): 4, ord("H"): 4, ord("X"): 4, ord("c"): 4},
@@ -123,8 +80,6 @@ _FIXED_LENGTH: Final[dict[str, dict[int, int]]] = {
 _RESYNC_MAX_LENGTH = 16 * 1024 * 1024
 #: How many garbage bytes are scanned before they are reported, to bound memory.
 _MAX_SKIP_CHUNK = 64 * 1024
-#: How much of a malformed stretch a MalformedMessage keeps.
-_KEEP_MALFORMED = 4096
 
 
 class NeedData:
@@ -184,89 +139,6 @@ def _frontend_p_class(state: SessionState) -> type[Message]:
     return PasswordMessage
 
 
-def decode_message(
-    cls: type[Message], direction: str, offset: int, raw: bytes, spans: list[Span] | None = None
-) -> Message:
-    """Decode one complete message whose framing is known to be right.
-
-    Args:
-        cls: the message class (for 'R', `Authentication`: the code picks the subclass).
-        direction: "F" or "B".
-        offset: stream offset of the message's first byte.
-        raw: the message's bytes, type byte included.
-        spans: a list to receive the field spans, or None.
-
-    Returns:
-        The message, or a `MalformedMessage` when the body does not match its format.
-    """
-    typed = bool(cls.type_code)
-    body = 5 if typed else 4
-    if spans is not None:
-        if typed:
-            spans.append(Span(0, 1, "type", repr(chr(raw[0]))))
-        spans.append(Span(body - 4, body, "length", str(len(raw) - body + 4)))
-    if cls is Authentication and len(raw) >= 9:
-        (code,) = _I32.unpack_from(raw, 5)
-        cls = AUTH_CLASSES.get(code, Authentication)
-        if cls is Authentication:
-            return MalformedMessage(direction, offset, raw[:_KEEP_MALFORMED],
-                                    f"Authentication request with unknown code {code}",
-                                    offset + 5, len(raw))
-    r = Reader(raw, body, spans)
-    try:
-        kwargs = cls.read_body(r)
-        r.done()
-    except BodyError as exc:
-        return MalformedMessage(direction, offset, raw[:_KEEP_MALFORMED],
-                                f"malformed {cls.name}: {exc.reason}", offset + exc.pos, len(raw))
-    return cls(direction, offset, raw, **kwargs)
-
-
-def _fast_data_row(direction: str, offset: int, raw: bytes) -> Message | None:
-    """DataRow without the field-by-field Reader: the hot path of big results.
-
-    Returns None when anything is off, so that `decode_message` reports it.
-    """
-    end = len(raw)
-    if end < 7:
-        return None
-    (n,) = _I16.unpack_from(raw, 5)
-    pos = 7
-    values: list[bytes | None] = []
-    append = values.append
-    unpack = _I32.unpack_from
-    for _ in range(n):
-        if pos + 4 > end:
-            return None
-        (size,) = unpack(raw, pos)
-        pos += 4
-        if size == -1:
-            append(None)
-            continue
-        if size < 0 or pos + size > end:
-            return None
-        append(raw[pos : pos + size])
-        pos += size
-    if pos != end or n < 0:
-        return None
-    return DataRow(direction, offset, raw, tuple(values))
-
-
-def field_spans(message: Message) -> list[Span]:
-    """The byte span of every field of ``message``, from its first byte.
-
-    Returns:
-        Spans covering ``message.raw`` exactly once; a malformed message is one span.
-    """
-    if isinstance(message, MalformedMessage):
-        return [Span(0, len(message.raw), "malformed", message.reason)]
-    if isinstance(message, SSLResponse | GSSENCResponse):
-        return [Span(0, 1, "answer", repr(message.answer))]
-    spans: list[Span] = []
-    decode_message(type(message), message.direction, message.offset, message.raw, spans)
-    return spans
-
-
 class StreamParser:
     """Parses one direction of a connection, incrementally.
 
@@ -284,7 +156,7 @@ class StreamParser:
         self._pos = 0
         #: Stream offset of ``self._buf[self._pos]``.
         self.offset = 0
-        self._types = _TYPES[direction]
+        self._types = TYPES_BY_BYTE[direction]
         self._resync_reason: str | None = None
         self._resync_start = 0
         self._resync_error = 0
@@ -330,14 +202,14 @@ class StreamParser:
         reason = f"{length} bytes missing from the capture"
         if self._resync_reason is not None:
             reason = f"{self._resync_reason}; then {reason}"
-            head_room = _KEEP_MALFORMED - len(self._skipped_head)
+            head_room = KEEP_MALFORMED - len(self._skipped_head)
             keep = min(partial, max(0, head_room))
             self._skipped_head += bytes(self._buf[self._pos : self._pos + keep])
         else:
             self._resync_start = self.offset
             self._resync_error = self.offset + partial
             self._skipped_head = bytes(self._buf[self._pos : self._pos + min(partial,
-                                                                           _KEEP_MALFORMED)])
+                                                                           KEEP_MALFORMED)])
         self._pos = at
         self.offset += partial + length
         if self.direction == "F" and self.state.frontend_startup:
@@ -433,7 +305,7 @@ class StreamParser:
         offset, raw = self._take(n)
         msg: Message | None = None
         if cls is DataRow:
-            msg = _fast_data_row(self.direction, offset, raw)
+            msg = fast_data_row(self.direction, offset, raw)
             if msg is not None:
                 self.messages += 1
                 return msg
@@ -462,7 +334,7 @@ class StreamParser:
             return NEED_DATA
         offset, raw = self._take(avail)
         self.malformed += 1
-        return MalformedMessage(self.direction, offset, raw[:_KEEP_MALFORMED],
+        return MalformedMessage(self.direction, offset, raw[:KEEP_MALFORMED],
                                 f"stream ends inside a message ({avail} bytes of it captured)",
                                 offset, avail)
 
@@ -617,7 +489,7 @@ class StreamParser:
     def _flush_skipped(self, upto: int, *, final: bool, report: bool = True) -> Message | NeedData:
         n = upto - self._pos
         if n > 0:
-            head_room = _KEEP_MALFORMED - len(self._skipped_head)
+            head_room = KEEP_MALFORMED - len(self._skipped_head)
             if head_room > 0:
                 self._skipped_head += bytes(self._buf[self._pos : self._pos + min(n, head_room)])
             self._pos = upto
