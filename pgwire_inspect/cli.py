@@ -35,6 +35,7 @@ from .cli_common import (
     wrote_exports,
 )
 from .cli_more import register
+from .cli_watch import register as register_watch
 from .errors import CaptureError, PgWireError
 
 __all__ = ["cli", "main"]
@@ -52,7 +53,10 @@ def cli(ctx: click.Context, debug: bool, no_color: bool) -> None:
     \b
     pgwire-inspect demo                     run the built-in ORM demo, captured live
     pgwire-inspect query app.queries:load   run your own ORM function, captured live
-    pgwire-inspect read capture.pcap        decode a saved pcap/pcapng capture
+    pgwire-inspect read capture.pcap        decode a saved capture (pcap, pcapng, hex dump)
+    pgwire-inspect explain capture.pcap --frame 5   one frame, byte by byte
+    pgwire-inspect replay capture.pcap --demo       ORM instances from a recording, no database
+    pgwire-inspect watch                    every query to port 5432 on this machine, live
     """
     ctx.obj = Ctx(debug, no_color)
 
@@ -457,6 +461,7 @@ def query(ctx: Ctx, function: str, dsn: str, driver: str, fmt: str, show_all: bo
 
 
 register(cli)
+register_watch(cli)
 
 
 def main() -> None:
