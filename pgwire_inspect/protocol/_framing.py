@@ -99,6 +99,14 @@ class NeedData:
 NEED_DATA: Final = NeedData()
 
 
+class _Again:
+    """Internal: the step changed state and the caller should step again (no recursion)."""
+
+
+_AGAIN: Final = _Again()
+_Step = Message | NeedData | _Again
+
+
 @dataclass
 class SessionState:
     """What both directions of a connection need to know about each other.
@@ -239,6 +247,12 @@ class StreamParser:
         Malformed stretches come back as `MalformedMessage` (with the byte
         offset of the problem); parsing goes on at the next message boundary.
         """
+        while True:
+            result = self._step()
+            if not isinstance(result, _Again):
+                return result
+
+    def _step(self) -> _Step:
         st = self.state
         d = self.direction
         if d in st.encrypted_from:
@@ -326,7 +340,7 @@ class StreamParser:
         elif isinstance(msg, StartupMessage):
             st.startup_parameters = dict(msg.parameters)
 
-    def _short(self, avail: int) -> Message | NeedData:
+    def _short(self, avail: int) -> _Step:
         if self._gaps:
             self._apply_gap()
             return self._resync()
@@ -338,7 +352,7 @@ class StreamParser:
                                 f"stream ends inside a message ({avail} bytes of it captured)",
                                 offset, avail)
 
-    def _startup_packet(self, avail: int) -> Message | NeedData:
+    def _startup_packet(self, avail: int) -> _Step:
         st = self.state
         buf, pos = self._buf, self._pos
         if self.offset == 0 and buf[pos] == 0x16:
@@ -346,7 +360,7 @@ class StreamParser:
             st.encrypted_from["F"] = self.offset
             st.encrypted_from.setdefault("B", 0)
             st.encrypted_by = "TLS"
-            return self.next_message()
+            return _AGAIN
         if avail < 8:
             return self._short(avail)
         (length,) = _I32.unpack_from(buf, pos)
@@ -384,7 +398,7 @@ class StreamParser:
             self._after(msg)
         return msg
 
-    def _one_byte_answer(self) -> Message | NeedData:
+    def _one_byte_answer(self) -> _Step:
         st = self.state
         kind = st.pending_answers[0]
         b = self._buf[self._pos]
@@ -392,7 +406,7 @@ class StreamParser:
         if b not in (yes, ord("N")):
             # An old server answers an SSLRequest with an ErrorResponse: parse it as such.
             st.pending_answers.pop(0)
-            return self.next_message()
+            return _AGAIN
         st.pending_answers.pop(0)
         offset, raw = self._take(1)
         self.messages += 1
@@ -407,7 +421,7 @@ class StreamParser:
 
     # ---------------------------------------------------------------- resync
 
-    def _start_resync(self, reason: str) -> Message | NeedData:
+    def _start_resync(self, reason: str) -> _Step:
         self._resync_reason = reason
         self._resync_start = self.offset
         self._resync_error = self.offset
@@ -453,11 +467,16 @@ class StreamParser:
         (length,) = _I32.unpack_from(buf, pos + 1)
         fixed = _FIXED_LENGTH[self.direction].get(tb)
         if fixed is not None:
-            return length == fixed and (tb != ord("Z") or buf[pos + 5 : pos + 6] in (b"I", b"T",
-                                                                                   b"E", b""))
+            if length != fixed:
+                return False
+            if tb == ord("Z"):  # ReadyForQuery: its status byte must be I, T or E
+                if pos + 6 > self._limit():
+                    return False if self._finished else None
+                return buf[pos + 5] in b"ITE"
+            return True
         return 4 <= length <= _RESYNC_MAX_LENGTH
 
-    def _resync(self) -> Message | NeedData:
+    def _resync(self) -> _Step:
         buf = self._buf
         end = self._limit()
         start = pos = self._pos
@@ -481,12 +500,12 @@ class StreamParser:
         if self._gaps and (pos >= end or self._plausible(pos) is None):
             self._flush_skipped(end, final=False, report=False)
             self._apply_gap()
-            return self._resync()
+            return _AGAIN
         if self._finished and (pos >= end or self._plausible(pos) is None):
             return self._flush_skipped(end, final=True)
         return self._flush_skipped(pos, final=False)
 
-    def _flush_skipped(self, upto: int, *, final: bool, report: bool = True) -> Message | NeedData:
+    def _flush_skipped(self, upto: int, *, final: bool, report: bool = True) -> _Step:
         n = upto - self._pos
         if n > 0:
             head_room = KEEP_MALFORMED - len(self._skipped_head)
@@ -502,12 +521,12 @@ class StreamParser:
             return NEED_DATA
         return self._report_skipped(resumed=True)
 
-    def _report_skipped(self, *, resumed: bool) -> Message | NeedData:
+    def _report_skipped(self, *, resumed: bool) -> _Step:
         start = self._resync_start
         skipped = self.offset - start
         if skipped == 0 and resumed:
             self._resync_reason = None
-            return self.next_message()
+            return _AGAIN
         reason = self._resync_reason or "garbage"
         if resumed:
             self._resync_reason = None
