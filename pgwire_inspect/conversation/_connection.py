@@ -122,6 +122,7 @@ class Connection:
         self.decoder = ValueDecoder()
         self.counts: dict[str, int] = {"F": 0, "B": 0}
         self.bytes: dict[str, int] = {"F": 0, "B": 0}
+        self._begun = {"F": False, "B": False}
         self.malformed: list[WireMessage] = []
         self._chunks: dict[str, deque[_Chunk]] = {"F": deque(), "B": deque()}
         self._awaiting: deque[QueryExchange] = deque()
@@ -222,8 +223,10 @@ class Connection:
         if not data:
             return
         p = self.parser.parser(direction)
-        if self.bytes[direction] == 0 and offset != p.offset:
-            p.offset = offset  # the stream as captured starts at this offset
+        if not self._begun[direction]:
+            self._begun[direction] = True
+            if offset != p.offset:
+                p.offset = offset  # the stream as captured starts at this offset
         self.bytes[direction] += len(data)
         self._chunks[direction].append(_Chunk(offset, offset + len(data), frame, ts))
         p.receive_data(data)
@@ -233,7 +236,12 @@ class Connection:
             frame_after: int | None) -> None:
         """Record that ``length`` bytes at stream ``offset`` are missing from the capture."""
         self.gaps.append((direction, offset, length, frame_before, frame_after))
-        self.parser.parser(direction).receive_gap(length)
+        p = self.parser.parser(direction)
+        if not self._begun[direction]:
+            self._begun[direction] = True
+            if offset != p.offset:
+                p.offset = offset  # the stream as captured starts with this hole
+        p.receive_gap(length)
 
     def end(self, direction: str, reason: str, frame: int | None, ts: float | None,
             emit: Callable[[WireMessage, Connection], None] | None = None) -> None:
