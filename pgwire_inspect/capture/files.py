@@ -150,6 +150,10 @@ class _Tap:
             if len(data) < n:
                 data += _read_exactly(self.raw, n - len(data))
             return data
+        if n > _CHUNK:
+            # A claimed length (a pcapng block's, say) is not trusted: read what is
+            # there, a chunk at a time, instead of allocating the claim.
+            return _read_exactly(self.raw, n)
         data = self.raw.read(n)
         if len(data) < n and data:  # a pipe or socket may return less: read on
             data += _read_exactly(self.raw, n - len(data))
@@ -196,10 +200,15 @@ def _source_name(source: str | os.PathLike[str] | BinaryIO) -> str:
     return name if isinstance(name, str) else "<stream>"
 
 
+#: Reads larger than this are made in chunks of this size (bytes).
+_CHUNK = 1 << 20
+
+
 def _read_exactly(raw: IO[bytes], n: int) -> bytes:
+    """Up to ``n`` bytes (fewer at the end of the stream), read at most `_CHUNK` at a time."""
     chunks = []
     while n > 0:
-        chunk = raw.read(n)
+        chunk = raw.read(min(n, _CHUNK))
         if not chunk:
             break
         chunks.append(chunk)

@@ -183,6 +183,10 @@ def _parse_dump_line(lineno: int, text: str) -> _Line | None:
     return line
 
 
+#: The largest frame a dump may describe: pcap's largest record (bytes).
+_MAX_FRAME_BYTES = 262144
+
+
 def _header_ts(text: str, last: float | None) -> float | None:
     """The timestamp of a tcpdump packet line, or None when ``text`` is not one.
 
@@ -196,6 +200,8 @@ def _header_ts(text: str, last: float | None) -> float | None:
     if m:
         y, mo, d, h, mi, s = (int(g) for g in m.groups()[:6])
         frac = float(m.group(7) or 0.0)
+        if not (1 <= mo <= 12 and 1 <= d <= 31 and h < 24 and mi < 60 and s < 62):
+            return None  # not a real date: not a timestamp after all
         return calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0)) + frac
     m = _TS_EPOCH.match(text)
     if m:
@@ -337,6 +343,10 @@ def _block_bytes(block: _Block) -> bytes:
             )
         if line.repeat:
             size = width if width is not None else line.size(max(line.ok_counts()))
+            if delta > _MAX_FRAME_BYTES:
+                raise CaptureError(
+                    f"line {line.lineno}: a repeated line would make a frame of {delta} bytes "
+                    f"(a frame holds at most {_MAX_FRAME_BYTES})")
             if size <= 0 or delta % size:
                 where = nxt.lineno if nxt is not None else line.lineno
                 raise CaptureError(
