@@ -154,9 +154,10 @@ def read(ctx: Ctx, capture: str, ports: tuple[int, ...], fmt: str, rows: int,
         from .render.jsonl import JsonLinesWriter
 
         writer = JsonLinesWriter(sys.stdout)
-        decoded = decode_frames(cap, ports=port_set, keep_messages=False, emit=writer.message)
+        decoded = decode_frames(cap, ports=port_set, keep_messages=False, keep_rows=False,
+                                keep_queries=False, emit=writer.message)
     else:
-        decoded = decode_frames(cap, ports=port_set)
+        decoded = decode_frames(cap, ports=port_set, keep_messages=False, row_limit=max(rows, 1))
         catalog = catalog_for(dsn, decoded) if dsn else None
         render_capture(ctx.out, decoded, rows=rows, catalog=catalog)
     for problem in list(getattr(cap, "problems", [])) + decoded.problems:

@@ -189,6 +189,7 @@ def decode_frames(
     keep_queries: bool = True,
     on_row: Callable[[Connection, ResultSet, WireMessage], None] | None = None,
     on_query: Callable[[Connection, QueryExchange], None] | None = None,
+    row_limit: int | None = None,
 ) -> Decoded:
     """Decode frames into connections and queries.
 
@@ -206,6 +207,7 @@ def decode_frames(
         emit: called with each message and its connection as it is decoded, in order.
         keep_rows, keep_queries, on_row, on_query: for consumers of huge captures
             that keep nothing and count in callbacks (see `Connection`).
+        row_limit: keep only this many rows of each result (and the last one).
 
     Returns:
         The `Decoded` result. Frames that cannot be decoded are counted in
@@ -215,7 +217,8 @@ def decode_frames(
     out = Decoded()
     router = _Router(ports is None, emit)
     builder = ConversationBuilder(keep_messages=keep_messages, keep_rows=keep_rows,
-                                  keep_queries=keep_queries, on_row=on_row, on_query=on_query)
+                                  keep_queries=keep_queries, on_row=on_row, on_query=on_query,
+                                  row_limit=row_limit)
     reasm = Reassembler(server_ports=ports, hint_ports=DEFAULT_PORTS)
     tracked: set[int] = set()
 

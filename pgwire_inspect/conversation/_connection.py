@@ -80,7 +80,9 @@ class Connection:
         ended: direction → how it ended ("FIN", "RST", "end of capture").
         decoder: a `ValueDecoder` that follows the session's ParameterStatus.
 
-    Options: ``keep_messages``, ``keep_rows`` (DataRows on their result sets) and
+    Options: ``row_limit`` keeps only the first rows of each result (and the last,
+    in `ResultSet.last_row`) for views of huge results; ``keep_messages``,
+    ``keep_rows`` (DataRows on their result sets) and
     ``keep_queries`` (on `queries`) keep what the views need; ``on_row(conn,
     result, row)`` is called for each DataRow and ``on_query(conn, query)`` when
     a query's ReadyForQuery arrives, for consumers that keep nothing.
@@ -90,7 +92,8 @@ class Connection:
                  frame: int, ts: float, handshake: bool, *, keep_messages: bool = True,
                  keep_rows: bool = True, keep_queries: bool = True,
                  on_row: Callable[[Connection, ResultSet, WireMessage], None] | None = None,
-                 on_query: Callable[[Connection, QueryExchange], None] | None = None) -> None:
+                 on_query: Callable[[Connection, QueryExchange], None] | None = None,
+                 row_limit: int | None = None) -> None:
         self.id = conn
         #: The number the caller opened it with (`id` may be renumbered for display).
         self.key = conn
@@ -103,6 +106,8 @@ class Connection:
         self.handshake = handshake
         self.keep_messages = keep_messages
         self.keep_rows = keep_rows
+        #: Rows kept per result (the first ones, and the last in `ResultSet.last_row`).
+        self.row_limit = row_limit
         self.keep_queries = keep_queries
         self.on_row = on_row
         self.on_query = on_query
@@ -310,8 +315,12 @@ class Connection:
             self._bind_formats(q, result)
         result.row_count += 1
         if self.keep_rows:
-            result.rows.append(wm)
-            q.responses.append(wm)
+            limit = self.row_limit
+            if limit is None or result.row_count <= limit:
+                result.rows.append(wm)
+                q.responses.append(wm)
+            else:
+                result.last_row = wm  # rows beyond the limit: only the last is kept
         self._last_row = (wm, result)
         if self.on_row is not None:
             self.on_row(self, result, wm)
@@ -538,13 +547,14 @@ class ConversationBuilder:
                  emit: Callable[[WireMessage, Connection], None] | None = None,
                  keep_rows: bool = True, keep_queries: bool = True,
                  on_row: Callable[[Connection, ResultSet, WireMessage], None] | None = None,
-                 on_query: Callable[[Connection, QueryExchange], None] | None = None) -> None:
+                 on_query: Callable[[Connection, QueryExchange], None] | None = None,
+                 row_limit: int | None = None) -> None:
         self.connections: list[Connection] = []
         self._by_id: dict[int, Connection] = {}
         self.keep_messages = keep_messages
         self.emit = emit
         self.options = {"keep_rows": keep_rows, "keep_queries": keep_queries,
-                        "on_row": on_row, "on_query": on_query}
+                        "on_row": on_row, "on_query": on_query, "row_limit": row_limit}
 
     def open(self, conn: int, client: tuple[str, int], server: tuple[str, int], frame: int,
              ts: float, handshake: bool) -> Connection:

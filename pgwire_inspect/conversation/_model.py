@@ -58,6 +58,8 @@ class ResultSet:
     complete: WireMessage | None = None
     #: DataRows received (also when the rows themselves are not kept).
     row_count: int = 0
+    #: With a row limit: the last DataRow, when it is not among `rows`.
+    last_row: WireMessage | None = None
     #: The description came from a Describe of the statement, whose formats are
     #: all 0: the Bind of the portal decides them, and it may come later.
     formats_from_bind: bool = False

@@ -53,15 +53,14 @@ def render_result_rows(console: Console, conn: Connection, result: ResultSet, ro
     """A result's RowDescription and its first ``rows`` DataRows (and the last one)."""
     if result.columns:
         console.print(row_description_table(conn, result, catalog))
-    n = len(result.rows)
-    shown = list(range(min(rows, n)))
-    if n > rows and rows > 0:
-        shown.append(n - 1)
-    for k, i in enumerate(shown):
-        if k == len(shown) - 1 and i != k:
-            console.print(Text(f"  … {n - len(shown)} more DataRow(s) not shown "
-                               f"(--rows {n} shows them all)", style="dim"))
-        console.print(data_row_table(conn, result, result.rows[i], i + 1))
+    n = result.row_count
+    for i, row in enumerate(result.rows[:rows]):
+        console.print(data_row_table(conn, result, row, i + 1))
+    last = result.last_row or (result.rows[-1] if len(result.rows) > rows else None)
+    if n > rows and last is not None:
+        console.print(Text(f"  … {n - rows - 1} more DataRow(s) not shown "
+                           f"(--rows {n} shows them all)", style="dim"))
+        console.print(data_row_table(conn, result, last, n))
 
 
 def copy_table(conn: Connection, q: QueryExchange, rows: int) -> RenderableType:
