@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import struct
 
-import pytest
-
 from pgwire_inspect.protocol import (
     NEED_DATA,
     ConnectionParser,
@@ -84,9 +82,6 @@ def test_a_few_ssl_requests_then_an_error_response() -> None:
     assert [type(m) for m in drain(cp.backend)] == [ReadyForQuery]
 
 
-@pytest.mark.xfail(strict=True, reason="bytes a parser has scanned as garbage, but not yet "
-                   "reported, when encryption starts are neither in a MalformedMessage nor "
-                   "counted in SessionState.encrypted_bytes, and encrypted_from is set past them")
 def test_bytes_seen_before_the_ssl_answer_are_accounted() -> None:
     """The ClientHello reaches the frontend parser before the backend's 'S' is parsed."""
     cp = ConnectionParser()
