@@ -23,10 +23,11 @@ import math
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timezone, tzinfo
 from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
 from psycopg import abc, postgres, pq
@@ -181,6 +182,40 @@ def _bound_loader(base: type[Loader], context: Any) -> type[Loader]:
     return type(f"Session{base.__name__}", (base,), {"__init__": __init__})
 
 
+def _tzinfo(name: str) -> tzinfo:
+    """The zone named by a TimeZone ParameterStatus, or UTC when Python does not know it
+    (psycopg falls back the same way)."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return timezone.utc
+
+
+def _zoned_loader(adapters: AdaptersMap, fmt: pq.Format, zone: tzinfo) -> type[Loader]:
+    """A timestamptz loader giving values in ``zone``, as a psycopg connection does.
+
+    psycopg's C loader (about 0.4 µs a value) reads the offset PostgreSQL
+    sent and returns UTC; ``astimezone`` then gives the same instant in the
+    session's zone. psycopg's Python loader for a zone is several times slower.
+    """
+    found = adapters.get_loader(_oid("timestamptz"), fmt)
+    assert found is not None
+    inner_class: type[abc.Loader] = found
+
+    class ZonedTimestamptzLoader(Loader):
+        format = fmt
+
+        def __init__(self, oid: int, context: Any = None) -> None:
+            super().__init__(oid, context)
+            self._inner = inner_class(oid, context).load
+
+        def load(self, data: Buffer) -> Any:
+            value = self._inner(data)
+            return value.astimezone(zone) if value.__class__ is datetime else value
+
+    return ZonedTimestamptzLoader
+
+
 def _transcoder(pg_encoding: str) -> Callable[[Buffer], bytes] | None:
     """A function re-encoding bytes in ``pg_encoding`` as UTF-8, or None for UTF-8 itself.
 
@@ -238,18 +273,20 @@ def _session_adapters(
     intervalstyle = status.get("IntervalStyle", "postgres")
     context = _context(postgres.adapters, status)
     overrides: list[tuple[int, type[Loader]]] = []
+    zoned: list[type[Loader]] = []
     if tz and tz != "UTC":
-        overrides.append((_oid("timestamptz"), pg_datetime.TimestamptzLoader))
-        overrides.append((_oid("timestamptz"), pg_datetime.TimestamptzBinaryLoader))
+        zoned = [_zoned_loader(postgres.adapters, fmt, _tzinfo(tz)) for fmt in (_TEXT, _BINARY)]
     if not datestyle.startswith("ISO"):
         overrides.append((_oid("date"), pg_datetime.DateLoader))
         overrides.append((_oid("timestamp"), pg_datetime.TimestampLoader))
         overrides.append((_oid("timestamptz"), pg_datetime.TimestamptzLoader))
     if intervalstyle != "postgres":
         overrides.append((_oid("interval"), pg_datetime.IntervalLoader))
-    if not overrides and to_utf8 is None:
+    if not overrides and not zoned and to_utf8 is None:
         return postgres.adapters
     adapters = AdaptersMap(postgres.adapters)
+    for loader in zoned:
+        adapters.register_loader(_oid("timestamptz"), loader)
     for oid, base in overrides:
         adapters.register_loader(oid, _bound_loader(base, context))
     if to_utf8 is not None:
@@ -418,6 +455,12 @@ class ValueDecoder:
         self._float_datetimes = self._status.get("integer_datetimes", "on") != "on"
         # (type OID -> (load, fixed binary size or -1)) by format code
         self._entries: dict[int, dict[int, _Entry]] = {_TEXT: {}, _BINARY: {}}
+
+    @property
+    def utf8(self) -> bool:
+        """True when text arrives in UTF-8 (client_encoding UTF8), so that a text-format
+        value's text is its bytes decoded as UTF-8."""
+        return self._to_utf8 is None
 
     def set_parameter(self, name: str, value: str) -> None:
         """Follow one ParameterStatus message.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ..protocol import Column, CommandComplete, Message
 
@@ -63,8 +63,8 @@ class ResultSet:
     #: The description came from a Describe of the statement, whose formats are
     #: all 0: the Bind of the portal decides them, and it may come later.
     formats_from_bind: bool = False
-    #: Per-column plans that views cache on the result (e.g. the JSON writer's).
-    _json_plan: list[tuple[int, int, bool]] | None = field(default=None, repr=False)
+    #: A per-column plan that a view caches on the result (the JSON writer's).
+    _json_plan: Any = field(default=None, repr=False)
 
     @property
     def tag(self) -> str | None:

@@ -6,6 +6,7 @@ The keys are a stable interface for scripts (see README.md, "JSON lines").
 from __future__ import annotations
 
 import json
+from json.encoder import encode_basestring
 from typing import IO, Any
 
 from ..conversation import Connection, WireMessage
@@ -19,6 +20,7 @@ __all__ = ["JsonLinesWriter", "message_object"]
 
 
 TEXT_OID = 25
+_MASK_JSON = encode_basestring(MASK)
 
 
 def _text_value(conn: Connection, oid: int, fmt: int, raw: bytes | None) -> str | None:
@@ -33,20 +35,22 @@ def _text_value(conn: Connection, oid: int, fmt: int, raw: bytes | None) -> str 
         return raw.decode("utf-8", "backslashreplace") if fmt == 0 else "\\x" + raw.hex()
 
 
-def _row_plan(conn: Connection, result: Any) -> list[tuple[int, int, bool]]:
-    """Per column of a result: (type OID, format, masked?), computed once per result."""
-    plan = getattr(result, "_json_plan", None)
-    if plan is None:
+def _row_plan(result: Any) -> tuple[list[tuple[int, int, bool]], bool]:
+    """Per column of a result: (type OID, format, masked?), computed once per result;
+    and whether every column is text format and shown (values are then the wire text)."""
+    cached = getattr(result, "_json_plan", None)
+    if cached is None:
         policy = current()
         plan = [(c.type_oid, result.formats[i] if i < len(result.formats) else 0,
                  policy.hides_column(c.name)) for i, c in enumerate(result.columns)]
-        result._json_plan = plan
-    return plan
+        cached = (plan, all(fmt == 0 and not masked for _, fmt, masked in plan))
+        result._json_plan = cached
+    return cached
 
 
 def _data_row_fields(conn: Connection, wm: WireMessage, msg: DataRow) -> dict[str, Any]:
     result = conn.result_of(wm)
-    plan = _row_plan(conn, result) if result is not None else []
+    plan = _row_plan(result)[0] if result is not None else []
     values: list[str | None] = []
     raws: list[str | None] = []
     for i, raw in enumerate(msg.values):
@@ -103,10 +107,58 @@ class JsonLinesWriter:
     def __init__(self, out: IO[str]) -> None:
         self.out = out
         self.count = 0
+        # connection number -> the start of its DataRow lines, up to "frame":
+        self._row_prefixes: dict[int, str] = {}
 
     def message(self, wm: WireMessage, conn: Connection) -> None:
         """Write one message's object (usable as the decoder's ``emit`` callback)."""
-        self.write(message_object(wm, conn))
+        if wm.message.__class__ is DataRow:
+            self.out.write(self._data_row_line(wm, conn))
+            self.count += 1
+        else:
+            self.write(message_object(wm, conn))
+
+    def _data_row_line(self, wm: WireMessage, conn: Connection) -> str:
+        """The line :meth:`write` would give for ``message_object(wm, conn)`` of a DataRow,
+        byte for byte, built from cached pieces: DataRows are most of a big capture."""
+        msg = wm.message
+        prefix = self._row_prefixes.get(wm.conn)
+        if prefix is None:
+            prefix = json.dumps({"conn": wm.conn, "client": conn.client_text,
+                                 "server": conn.server_text, "dir": msg.direction,
+                                 "type": "DataRow", "frame": 0}, ensure_ascii=False)[:-2]
+            self._row_prefixes[wm.conn] = prefix
+        result = conn.result_of(wm)
+        plan, plain = _row_plan(result) if result is not None else ([], True)
+        row: tuple[bytes | None, ...] = msg.values  # type: ignore[attr-defined]
+        frame = "null" if wm.frame is None else wm.frame
+        if plain and conn.decoder.utf8:
+            try:
+                values_json = ", ".join([
+                    "null" if raw is None else encode_basestring(raw.decode()) for raw in row])
+            except UnicodeDecodeError:
+                pass
+            else:
+                raws_json = ", ".join(["null" if raw is None else f'"{raw.hex()}"' for raw in row])
+                return (f'{prefix}{frame}, "offset": {msg.offset}, "length": {msg.length}, '
+                        f'"fields": {{"values": [{values_json}], "raw": [{raws_json}]}}}}\n')
+        values: list[str] = []
+        raws: list[str] = []
+        for i, raw in enumerate(row):
+            if raw is None:
+                values.append("null")
+                raws.append("null")
+                continue
+            oid, fmt, masked = plan[i] if i < len(plan) else (0, 0, False)
+            if masked:
+                values.append(_MASK_JSON)
+                raws.append(_MASK_JSON)
+                continue
+            text = _text_value(conn, oid, fmt, raw)
+            values.append("null" if text is None else encode_basestring(text))
+            raws.append(f'"{raw.hex()}"')
+        return (f'{prefix}{frame}, "offset": {msg.offset}, "length": {msg.length}, '
+                f'"fields": {{"values": [{", ".join(values)}], "raw": [{", ".join(raws)}]}}}}\n')
 
     def write(self, obj: dict[str, Any]) -> None:
         """Write one object as a line; values JSON cannot hold become their text form."""
