@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timezone, tzinfo
 from decimal import Decimal
@@ -455,6 +455,32 @@ class ValueDecoder:
         self._float_datetimes = self._status.get("integer_datetimes", "on") != "on"
         # (type OID -> (load, fixed binary size or -1)) by format code
         self._entries: dict[int, dict[int, _Entry]] = {_TEXT: {}, _BINARY: {}}
+        self._generation = getattr(self, "_generation", -1) + 1
+
+    @property
+    def generation(self) -> int:
+        """A number that changes whenever session state changes the loaders, so that
+        a plan from :meth:`row_plan` can tell it is stale."""
+        return self._generation
+
+    def row_plan(self, types: Sequence[tuple[int, int]]) -> list[tuple[Callable[[Any], Any], int]]:
+        """The loader of each column of a result, resolved once for all its rows.
+
+        Args:
+            types: (type OID, format code) per column.
+
+        Returns:
+            Per column, (load, fixed binary size or -1). ``load(data)`` takes the
+            value's bytes (never None); when it raises, or the size does not
+            match, :meth:`decode` gives the result or the error for that value.
+        """
+        plan: list[tuple[Callable[[Any], Any], int]] = []
+        for oid, fmt in types:
+            try:
+                plan.append(self._entries[fmt].get(oid) or self._new_entry(oid, fmt))
+            except (KeyError, ValueDecodeError):
+                plan.append((_no_loader, -1))
+        return plan
 
     @property
     def utf8(self) -> bool:
@@ -582,6 +608,10 @@ class ValueDecoder:
             f"cannot decode {self._name(oid)} ({_FORMAT_NAMES[fmt]} format) "
             f"value of {len(data)} bytes: {reason}"
         )
+
+
+def _no_loader(data: Any) -> Any:
+    raise ValueError("no loader")
 
 
 def _compose(

@@ -38,7 +38,7 @@ from pgwire_inspect.capture._model import TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TC
 from pgwire_inspect.capture.fragments import internet_checksum
 from pgwire_inspect.errors import CaptureError
 
-__all__ = ["MAX_SEGMENT", "RelayCapture"]
+__all__ = ["MAX_SEGMENT", "RelayCapture", "segments"]
 
 #: Largest TCP payload of one recorded frame, in bytes: what fits an IPv4
 #: datagram of 65535 bytes after 20-byte IP and TCP headers. Longer reads
@@ -46,6 +46,15 @@ __all__ = ["MAX_SEGMENT", "RelayCapture"]
 MAX_SEGMENT = 65495
 
 _RECV_SIZE = 262144
+
+
+def segments(data: bytes) -> list[bytes]:
+    """Split the bytes of one read into TCP payloads of at most :data:`MAX_SEGMENT` bytes.
+
+    Returns:
+        The pieces, in order; their concatenation is ``data``.
+    """
+    return [data[i : i + MAX_SEGMENT] for i in range(0, len(data), MAX_SEGMENT)]
 _CONNECT_TIMEOUT = 10.0
 _WINDOW = 65535
 _TTL = 64
@@ -409,8 +418,8 @@ class RelayCapture:
                 with contextlib.suppress(OSError):
                     dst.shutdown(socket.SHUT_WR)
                 return
-            for i in range(0, len(data), MAX_SEGMENT):
-                self._record(conn, side, TCP_PSH | TCP_ACK, data[i : i + MAX_SEGMENT])
+            for payload in segments(data):
+                self._record(conn, side, TCP_PSH | TCP_ACK, payload)
             try:
                 dst.sendall(data)
             except OSError:

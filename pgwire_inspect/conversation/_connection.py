@@ -513,17 +513,33 @@ class Connection:
         """
         msg = row.message
         assert isinstance(msg, DataRow)
+        decoder = self.decoder
+        cached = result._decode_plan
+        if cached is None or cached[0] != decoder.generation:
+            types = [(c.type_oid, result.formats[i] if i < len(result.formats) else 0)
+                     for i, c in enumerate(result.columns)]
+            cached = result._decode_plan = (decoder.generation, types, decoder.row_plan(types))
+        _, types, plan = cached
+        values = msg.values
+        if len(values) != len(plan):
+            types = [types[i] if i < len(types) else (0, 0) for i in range(len(values))]
+            plan = decoder.row_plan(types)
         out: list[Any] = []
-        for i, raw in enumerate(msg.values):
-            if i < len(result.columns):
-                oid = result.columns[i].type_oid
-                fmt = result.formats[i] if i < len(result.formats) else 0
-            else:
-                oid, fmt = 0, 0
-            try:
-                out.append(self.decoder.decode(oid, fmt, raw))
+        append = out.append
+        for raw, (load, size), (oid, fmt) in zip(values, plan, types, strict=True):
+            if raw is None:
+                append(None)
+                continue
+            if (size < 0 or len(raw) == size) and raw.__class__ is bytes:
+                try:
+                    append(load(raw))
+                    continue
+                except Exception:
+                    pass
+            try:  # the loader failed or the size is wrong: decode() says what to show
+                append(decoder.decode(oid, fmt, raw))
             except Exception as exc:
-                out.append(exc)
+                append(exc)
         return out
 
     def column_type(self, column: Column) -> str:
