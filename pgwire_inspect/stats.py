@@ -148,10 +148,9 @@ class StatsCollector:
         """Decode one DataRow's values and count them."""
         cs = self._conn(conn)
         cs.rows += 1
-        for value in conn.decode_row(result, row):
-            cs.values += 1
-            if isinstance(value, Exception):
-                cs.value_errors += 1
+        errors = conn.value_errors
+        cs.values += len(conn.decode_row(result, row))
+        cs.value_errors += conn.value_errors - errors
 
     def on_query(self, conn: Connection, q: QueryExchange) -> None:
         """Count one finished query under its normalized text."""

@@ -125,6 +125,8 @@ class Connection:
         self.gaps: list[tuple[str, int, int, int | None, int | None]] = []
         self.ended: dict[str, str] = {}
         self.decoder = ValueDecoder()
+        #: Values `decode_row` could not decode, so far.
+        self.value_errors = 0
         self.counts: dict[str, int] = {"F": 0, "B": 0}
         self.bytes: dict[str, int] = {"F": 0, "B": 0}
         self._begun = {"F": False, "B": False}
@@ -518,12 +520,18 @@ class Connection:
         if cached is None or cached[0] != decoder.generation:
             types = [(c.type_oid, result.formats[i] if i < len(result.formats) else 0)
                      for i, c in enumerate(result.columns)]
-            cached = result._decode_plan = (decoder.generation, types, decoder.row_plan(types))
-        _, types, plan = cached
+            cached = result._decode_plan = (decoder.generation, types, decoder.row_plan(types),
+                                            decoder.sequence_loader(types))
+        _, types, plan, load_row = cached
         values = msg.values
         if len(values) != len(plan):
             types = [types[i] if i < len(types) else (0, 0) for i in range(len(values))]
             plan = decoder.row_plan(types)
+        elif load_row is not None:
+            try:
+                return list(load_row(values))
+            except Exception:
+                pass  # value by value below, to say which value is wrong and why
         out: list[Any] = []
         append = out.append
         for raw, (load, size), (oid, fmt) in zip(values, plan, types, strict=True):
@@ -540,6 +548,7 @@ class Connection:
                 append(decoder.decode(oid, fmt, raw))
             except Exception as exc:
                 append(exc)
+                self.value_errors += 1
         return out
 
     def column_type(self, column: Column) -> str:

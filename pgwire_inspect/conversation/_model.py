@@ -65,8 +65,8 @@ class ResultSet:
     formats_from_bind: bool = False
     #: A per-column plan that a view caches on the result (the JSON writer's).
     _json_plan: Any = field(default=None, repr=False)
-    #: (decoder generation, (OID, format) per column, loader per column), made by
-    #: `Connection.decode_row` on the first row.
+    #: (decoder generation, (OID, format) per column, loader per column, row
+    #: loader or None), made by `Connection.decode_row` on the first row.
     _decode_plan: Any = field(default=None, repr=False)
 
     @property
