@@ -10,22 +10,25 @@ capture's timestamps.
 
 from __future__ import annotations
 
-import random
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from ddsketch import DDSketch
+
 from .conversation import Connection, QueryExchange, ResultSet, WireMessage
 
-__all__ = ["ConnectionStats", "PatternStats", "StatsCollector", "normalize_sql", "percentile"]
+__all__ = ["RELATIVE_ACCURACY", "ConnectionStats", "PatternStats", "StatsCollector",
+           "normalize_sql"]
 
 _STRING = re.compile(r"(?:[EeBbXxUu]&?)?'(?:[^']|'')*'")
 _NUMBER = re.compile(r"(?<![\w$])[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+)(?![\w])")
 _SPACE = re.compile(r"\s+")
 _IN_LIST = re.compile(r"\(\s*\?(?:\s*,\s*\?)+\s*\)")
-#: Latency samples kept per pattern (reservoir sampling beyond this).
-MAX_SAMPLES = 100_000
+#: Relative accuracy of the latency percentiles: a reported p99 is within
+#: 0.5% of a latency that is truly at the 99th percentile.
+RELATIVE_ACCURACY = 0.005
 
 
 def normalize_sql(sql: str | None) -> str:
@@ -42,19 +45,15 @@ def normalize_sql(sql: str | None) -> str:
     return _SPACE.sub(" ", text).strip()
 
 
-def percentile(sorted_values: list[float], q: float) -> float:
-    """The ``q`` quantile (0..1) of already sorted values, by linear interpolation."""
-    if not sorted_values:
-        return float("nan")
-    pos = (len(sorted_values) - 1) * q
-    lo = int(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
-
-
 @dataclass
 class PatternStats:
     """Statistics of one normalized query text.
+
+    Latency percentiles come from a DDSketch (Masson, Rim and Lee, "DDSketch:
+    a fast and fully-mergeable quantile sketch with relative-error
+    guarantees", VLDB 2019; the ``ddsketch`` package): its memory depends on
+    the range of the latencies, not on how many there are, so a capture of
+    any size is summarized in the same space.
 
     Attributes:
         pattern: the normalized text.
@@ -62,7 +61,9 @@ class PatternStats:
         errors: those that ended with an ErrorResponse.
         rows: DataRows they returned.
         total: summed latency, seconds.
-        samples: latencies in seconds (a uniform sample when there are very many).
+        timed: queries with a latency (a request and its ReadyForQuery both seen).
+        slowest: the largest latency, seconds (exact); NaN when none was timed.
+        sketch: the latencies, seconds, within `RELATIVE_ACCURACY`.
     """
 
     pattern: str
@@ -70,28 +71,37 @@ class PatternStats:
     errors: int = 0
     rows: int = 0
     total: float = 0.0
-    samples: list[float] = field(default_factory=list)
+    timed: int = 0
+    slowest: float = float("nan")
+    sketch: DDSketch = field(default_factory=lambda: DDSketch(RELATIVE_ACCURACY))
 
-    def add(self, latency: float | None, rows: int, error: bool, rng: random.Random) -> None:
-        """Count one query."""
+    def add(self, latency: float | None, rows: int, error: bool) -> None:
+        """Count one query; ``latency`` in seconds, None when it is not known."""
         self.count += 1
         self.rows += rows
         self.errors += int(error)
         if latency is None:
             return
         self.total += latency
-        if len(self.samples) < MAX_SAMPLES:
-            self.samples.append(latency)
-        else:
-            k = rng.randrange(self.count)
-            if k < MAX_SAMPLES:
-                self.samples[k] = latency
+        self.timed += 1
+        if not latency <= self.slowest:  # also when slowest is still NaN
+            self.slowest = latency
+        self.sketch.add(latency)
 
     def quantiles(self) -> dict[str, float]:
-        """p50, p90, p99 and max latency in seconds."""
-        values = sorted(self.samples)
-        return {"p50": percentile(values, 0.5), "p90": percentile(values, 0.9),
-                "p99": percentile(values, 0.99), "max": values[-1] if values else float("nan")}
+        """p50, p90 and p99 latency (within `RELATIVE_ACCURACY`) and the exact maximum,
+        in seconds; NaN when no query was timed."""
+        if not self.timed:
+            nan = float("nan")
+            return {"p50": nan, "p90": nan, "p99": nan, "max": nan}
+        q = self.sketch.get_quantile_value
+        return {"p50": _at_most(q(0.5), self.slowest), "p90": _at_most(q(0.9), self.slowest),
+                "p99": _at_most(q(0.99), self.slowest), "max": self.slowest}
+
+
+def _at_most(value: float | None, limit: float) -> float:
+    """A sketch quantile, never above the exact maximum (the sketch rounds within its bucket)."""
+    return float("nan") if value is None else min(value, limit)
 
 
 @dataclass
@@ -135,7 +145,6 @@ class StatsCollector:
     def __init__(self) -> None:
         self.patterns: dict[str, PatternStats] = {}
         self.connections: dict[int, ConnectionStats] = {}
-        self._rng = random.Random(0)
 
     def _conn(self, conn: Connection) -> ConnectionStats:
         cs = self.connections.get(conn.key)
@@ -162,7 +171,7 @@ class StatsCollector:
         ps = self.patterns.get(key)
         if ps is None:
             ps = self.patterns[key] = PatternStats(key)
-        ps.add(q.duration, q.row_count, error, self._rng)
+        ps.add(q.duration, q.row_count, error)
 
     def finish(self, connections: list[Connection]) -> None:
         """Take bytes, malformed counts, gaps and verdicts from the decoded connections."""

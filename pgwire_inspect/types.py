@@ -18,6 +18,7 @@ formats are the ``*_send`` functions of ``src/backend/utils/adt/``.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import struct
@@ -259,6 +260,14 @@ def _transcoding_loader(base: type[abc.Loader], to_utf8: Callable[[Buffer], byte
     return TranscodingLoader
 
 
+@functools.lru_cache(maxsize=32)
+def _shared_adapters(status: tuple[tuple[str, str], ...]) -> AdaptersMap:
+    """`_session_adapters` for one session state, shared by the connections that have it
+    (an adapters map and its loaders take tens of KiB)."""
+    params = dict(status)
+    return _session_adapters(params, _transcoder(params["client_encoding"]))
+
+
 def _session_adapters(
     status: Mapping[str, str], to_utf8: Callable[[Buffer], bytes] | None
 ) -> AdaptersMap:
@@ -450,7 +459,7 @@ class ValueDecoder:
 
     def _setup(self) -> None:
         self._to_utf8 = _transcoder(self._status["client_encoding"])
-        self._adapters = _session_adapters(self._status, self._to_utf8)
+        self._adapters = _shared_adapters(tuple(sorted(self._status.items())))
         self._tx = Transformer(_context(self._adapters))
         self._float_datetimes = self._status.get("integer_datetimes", "on") != "on"
         # (type OID -> (load, fixed binary size or -1)) by format code

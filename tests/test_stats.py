@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
+import pickle
+import random
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -10,7 +13,7 @@ from click.testing import CliRunner
 from pgwire_inspect.capture import open_capture
 from pgwire_inspect.cli import cli
 from pgwire_inspect.decode import decode_frames
-from pgwire_inspect.stats import StatsCollector, normalize_sql, percentile
+from pgwire_inspect.stats import RELATIVE_ACCURACY, PatternStats, StatsCollector, normalize_sql
 
 
 def test_normalize_sql() -> None:
@@ -22,11 +25,37 @@ def test_normalize_sql() -> None:
     assert normalize_sql(None) == "(no SQL)"
 
 
-def test_percentile() -> None:
-    values = [float(v) for v in range(1, 101)]
-    assert percentile(values, 0.5) == 50.5
-    assert percentile(values, 0.99) == 99.01
-    assert percentile([3.0], 0.9) == 3.0
+def _exact(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[round(q * (len(ordered) - 1))]
+
+
+def test_latency_percentiles_are_within_the_relative_accuracy() -> None:
+    rng = random.Random(7)
+    latencies = [rng.lognormvariate(-7, 1.5) for _ in range(50_000)]  # ~1 ms, long tail
+    ps = PatternStats("select ?")
+    for i, latency in enumerate(latencies):
+        ps.add(latency, 1, error=i % 10 == 0)
+    ps.add(None, 0, error=False)  # not timed: counted, not in the latencies
+    q = ps.quantiles()
+    for name, level in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
+        exact = _exact(latencies, level)
+        assert abs(q[name] - exact) <= 2 * RELATIVE_ACCURACY * exact, name
+    assert q["max"] == max(latencies)
+    assert (ps.count, ps.timed, ps.errors, ps.rows) == (50_001, 50_000, 5_000, 50_000)
+    assert ps.total == sum(latencies)
+    assert all(math.isnan(v) for v in PatternStats("x").quantiles().values())
+
+
+def test_latency_memory_does_not_grow_with_the_count() -> None:
+    ps = PatternStats("a")
+    rng = random.Random(3)
+    sizes = []
+    for i in range(1, 200_001):
+        ps.add(10 ** rng.uniform(-4, 0), 0, False)  # 0.1 ms to 1 s
+        if i in (20_000, 200_000):
+            sizes.append(len(pickle.dumps(ps.sketch)))
+    assert sizes[1] <= sizes[0] * 1.05 and sizes[1] < 20_000
 
 
 def test_stats_agree_with_the_full_decode(zeek_dir: Path) -> None:

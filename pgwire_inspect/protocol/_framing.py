@@ -278,6 +278,9 @@ class StreamParser:
             if self._gaps:
                 self._apply_gap()
                 return self._resync()
+            if self._pos:  # all consumed: let the buffer go (streams can end here)
+                self._buf.clear()
+                self._pos = 0
             return NEED_DATA
         if d == "F" and st.frontend_startup:
             return self._startup_packet(avail)
