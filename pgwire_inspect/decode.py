@@ -115,10 +115,11 @@ class _Router:
     first messages decode cleanly; messages wait (in order) until then.
     """
 
-    def __init__(self, auto: bool, emit: Callable[[WireMessage, Connection], None] | None
-                 ) -> None:
+    def __init__(self, auto: bool, emit: Callable[[WireMessage, Connection], None] | None,
+                 builder: ConversationBuilder) -> None:
         self.auto = auto
         self.emit = emit
+        self.builder = builder
         self.next_id = 0
         self.state: dict[int, str] = {}  # builder key -> "pending" | "shown" | "ignored"
         self.waiting: dict[int, list[WireMessage]] = {}
@@ -134,6 +135,7 @@ class _Router:
 
     def _show(self, key: int, conn: Connection) -> None:
         self.state[key] = "shown"
+        self.builder.emit_for[key] = self.emit  # its next messages skip the router
         conn.id = self.next_id
         self.next_id += 1
         waiting = self.waiting.pop(key, [])
@@ -215,10 +217,10 @@ def decode_frames(
         Connections are numbered 0.. in the order they were first seen.
     """
     out = Decoded()
-    router = _Router(ports is None, emit)
     builder = ConversationBuilder(keep_messages=keep_messages, keep_rows=keep_rows,
                                   keep_queries=keep_queries, on_row=on_row, on_query=on_query,
                                   row_limit=row_limit)
+    router = _Router(ports is None, emit, builder)
     reasm = Reassembler(server_ports=ports, hint_ports=DEFAULT_PORTS)
     tracked: set[int] = set()
 

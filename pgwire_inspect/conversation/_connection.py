@@ -45,6 +45,8 @@ from ._model import CopyExchange, QueryExchange, ResultSet, WireMessage
 __all__ = ["Connection", "ConversationBuilder"]
 
 _EXTENDED = (Parse, Bind, Describe, Execute, Close, Flush)
+#: ``tuple.__new__``: makes a `WireMessage` without its Python-level ``__new__``.
+_new_tuple = tuple.__new__
 _ASYNC = (NoticeResponse, ParameterStatus, NotificationResponse)
 
 
@@ -137,7 +139,9 @@ class Connection:
         self._statements: dict[str, _Statement] = {}
         self._portals: dict[str, tuple[str, tuple[int, ...]]] = {}
         self._pending_describe: deque[tuple[QueryExchange, str, str]] = deque()
-        self._last_row: tuple[WireMessage, ResultSet] | None = None
+        # The DataRow decoded last, and its result.
+        self._last_row: WireMessage | None = None
+        self._last_result: ResultSet | None = None
 
     def relabel(self, new: dict[int, WireMessage]) -> None:
         """Replace kept messages by new ones (keyed by ``id()`` of the old ones).
@@ -278,26 +282,26 @@ class Connection:
         chunks = self._chunks[direction]
         counts = self.counts
         keep = self.keep_messages
+        conn_id = self.id
         while True:
             msg = next_message()
             if msg is NEED_DATA:
                 return
-            assert isinstance(msg, Message)
-            offset = msg.offset
+            offset = msg.offset  # type: ignore[union-attr]
             first = chunks[0] if chunks else None
             if first is not None and first.offset <= offset < first.end:
                 where = first.frame
             else:
                 where = self._frame_of(direction, offset)
-            wm = WireMessage(msg, self.id, where, frame, ts)
-            if type(msg) is DataRow and self._awaiting:
+            wm: WireMessage = _new_tuple(WireMessage, (msg, conn_id, where, frame, ts))
+            if msg.__class__ is DataRow and self._awaiting:
                 # The hot path of big results: a row of the current query's result.
                 counts[direction] += 1
                 if keep:
                     self.messages.append(wm)
                 self._data_row(self._awaiting[0], wm)
             else:
-                if isinstance(msg, MalformedMessage):
+                if msg.__class__ is MalformedMessage:
                     self.malformed.append(wm)
                 else:
                     counts[direction] += 1
@@ -323,7 +327,8 @@ class Connection:
                 q.responses.append(wm)
             else:
                 result.last_row = wm  # rows beyond the limit: only the last is kept
-        self._last_row = (wm, result)
+        self._last_row = wm
+        self._last_result = result
         if self.on_row is not None:
             self.on_row(self, result, wm)
 
@@ -498,8 +503,8 @@ class Connection:
 
     def result_of(self, row: WireMessage) -> ResultSet | None:
         """The result set a DataRow belongs to (fast for the row decoded last)."""
-        if self._last_row is not None and self._last_row[0] is row:
-            return self._last_row[1]
+        if self._last_row is row:
+            return self._last_result
         for q in self.queries:
             for r in q.results:
                 if any(w is row for w in r.rows):
@@ -578,6 +583,8 @@ class ConversationBuilder:
         self._by_id: dict[int, Connection] = {}
         self.keep_messages = keep_messages
         self.emit = emit
+        #: Per connection, a callback used instead of `emit` (None: no callback at all).
+        self.emit_for: dict[int, Callable[[WireMessage, Connection], None] | None] = {}
         self.options = {"keep_rows": keep_rows, "keep_queries": keep_queries,
                         "on_row": on_row, "on_query": on_query, "row_limit": row_limit}
 
@@ -597,7 +604,8 @@ class ConversationBuilder:
     def data(self, conn: int, direction: str, offset: int, data: bytes, frame: int,
              ts: float) -> None:
         """Feed contiguous stream bytes (see `Connection.feed`)."""
-        self._by_id[conn].feed(direction, offset, data, frame, ts, self.emit)
+        self._by_id[conn].feed(direction, offset, data, frame, ts,
+                               self.emit_for.get(conn, self.emit))
 
     def gap(self, conn: int, direction: str, offset: int, length: int,
             frame_before: int | None, frame_after: int | None) -> None:
@@ -607,7 +615,7 @@ class ConversationBuilder:
     def end(self, conn: int, direction: str, reason: str, frame: int | None,
             ts: float | None) -> None:
         """End one direction of a connection (see `Connection.end`)."""
-        self._by_id[conn].end(direction, reason, frame, ts, self.emit)
+        self._by_id[conn].end(direction, reason, frame, ts, self.emit_for.get(conn, self.emit))
 
     def messages(self) -> Iterator[WireMessage]:
         """Every kept message of every connection, connection by connection."""
