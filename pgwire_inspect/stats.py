@@ -11,6 +11,7 @@ capture's timestamps.
 from __future__ import annotations
 
 import re
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,15 +20,17 @@ from ddsketch import DDSketch
 
 from .conversation import Connection, QueryExchange, ResultSet, WireMessage
 
-__all__ = ["RELATIVE_ACCURACY", "ConnectionStats", "PatternStats", "StatsCollector",
-           "normalize_sql"]
+__all__ = ["EXACT_SAMPLES", "RELATIVE_ACCURACY", "ConnectionStats", "PatternStats",
+           "StatsCollector", "normalize_sql"]
 
 _STRING = re.compile(r"(?:[EeBbXxUu]&?)?'(?:[^']|'')*'")
 _NUMBER = re.compile(r"(?<![\w$])[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+)(?![\w])")
 _SPACE = re.compile(r"\s+")
-_IN_LIST = re.compile(r"\(\s*\?(?:\s*,\s*\?)+\s*\)")
-#: Relative accuracy of the latency percentiles: a reported p99 is within
-#: 0.5% of a latency that is truly at the 99th percentile.
+_IN_LIST = re.compile(r"\b(in\s*)\(\s*\?(?:\s*,\s*\?)+\s*\)", re.IGNORECASE)
+#: Latencies kept per query text, for exact percentiles (8 bytes each).
+EXACT_SAMPLES = 1000
+#: Relative accuracy of the latency percentiles beyond `EXACT_SAMPLES`: a
+#: reported p99 is within 0.5% of a latency that is truly at the 99th percentile.
 RELATIVE_ACCURACY = 0.005
 
 
@@ -35,13 +38,13 @@ def normalize_sql(sql: str | None) -> str:
     """The query text with constants replaced by ``?`` and whitespace collapsed.
 
     ``select * from t where id = 42 and name = 'x'`` and the same with 43 and
-    'y' give the same text; lists of constants ``(1, 2, 3)`` become ``(?, ...)``.
+    'y' give the same text; lists of constants after IN, ``in (1, 2, 3)``, become ``in (?, ...)``.
     """
     if not sql:
         return "(no SQL)"
     text = _STRING.sub("?", sql)
     text = _NUMBER.sub("?", text)
-    text = _IN_LIST.sub("(?, ...)", text)
+    text = _IN_LIST.sub(r"\1(?, ...)", text)
     return _SPACE.sub(" ", text).strip()
 
 
@@ -49,11 +52,13 @@ def normalize_sql(sql: str | None) -> str:
 class PatternStats:
     """Statistics of one normalized query text.
 
-    Latency percentiles come from a DDSketch (Masson, Rim and Lee, "DDSketch:
-    a fast and fully-mergeable quantile sketch with relative-error
-    guarantees", VLDB 2019; the ``ddsketch`` package): its memory depends on
-    the range of the latencies, not on how many there are, so a capture of
-    any size is summarized in the same space.
+    The first `EXACT_SAMPLES` latencies are kept, and their percentiles are
+    exact (linear interpolation between ranks). Beyond that, percentiles
+    come from a DDSketch (Masson, Rim and Lee, "DDSketch: a fast and
+    fully-mergeable quantile sketch with relative-error guarantees", VLDB
+    2019; the ``ddsketch`` package), which holds every latency seen: its
+    memory depends on the range of the latencies, not on how many there
+    are, so a capture of any size is summarized in the same space.
 
     Attributes:
         pattern: the normalized text.
@@ -63,7 +68,8 @@ class PatternStats:
         total: summed latency, seconds.
         timed: queries with a latency (a request and its ReadyForQuery both seen).
         slowest: the largest latency, seconds (exact); NaN when none was timed.
-        sketch: the latencies, seconds, within `RELATIVE_ACCURACY`.
+        samples: the first `EXACT_SAMPLES` latencies, seconds.
+        sketch: every latency, seconds, within `RELATIVE_ACCURACY`.
     """
 
     pattern: str
@@ -73,6 +79,7 @@ class PatternStats:
     total: float = 0.0
     timed: int = 0
     slowest: float = float("nan")
+    samples: array[float] = field(default_factory=lambda: array("d"))
     sketch: DDSketch = field(default_factory=lambda: DDSketch(RELATIVE_ACCURACY))
 
     def add(self, latency: float | None, rows: int, error: bool) -> None:
@@ -86,17 +93,36 @@ class PatternStats:
         self.timed += 1
         if not latency <= self.slowest:  # also when slowest is still NaN
             self.slowest = latency
+        if self.timed <= EXACT_SAMPLES:
+            self.samples.append(latency)
         self.sketch.add(latency)
 
+    @property
+    def exact(self) -> bool:
+        """True when the percentiles are exact (at most `EXACT_SAMPLES` timed queries)."""
+        return self.timed <= EXACT_SAMPLES
+
     def quantiles(self) -> dict[str, float]:
-        """p50, p90 and p99 latency (within `RELATIVE_ACCURACY`) and the exact maximum,
-        in seconds; NaN when no query was timed."""
+        """p50, p90 and p99 latency and the exact maximum, in seconds; NaN when no query
+        was timed. Exact up to `EXACT_SAMPLES` latencies, else within `RELATIVE_ACCURACY`."""
         if not self.timed:
             nan = float("nan")
             return {"p50": nan, "p90": nan, "p99": nan, "max": nan}
+        if self.exact:
+            ordered = sorted(self.samples)
+            return {"p50": _interpolated(ordered, 0.5), "p90": _interpolated(ordered, 0.9),
+                    "p99": _interpolated(ordered, 0.99), "max": self.slowest}
         q = self.sketch.get_quantile_value
         return {"p50": _at_most(q(0.5), self.slowest), "p90": _at_most(q(0.9), self.slowest),
                 "p99": _at_most(q(0.99), self.slowest), "max": self.slowest}
+
+
+def _interpolated(ordered: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of sorted values, interpolating linearly between ranks."""
+    pos = (len(ordered) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 def _at_most(value: float | None, limit: float) -> float:

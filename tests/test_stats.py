@@ -8,12 +8,19 @@ import pickle
 import random
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from pgwire_inspect.capture import open_capture
 from pgwire_inspect.cli import cli
 from pgwire_inspect.decode import decode_frames
-from pgwire_inspect.stats import RELATIVE_ACCURACY, PatternStats, StatsCollector, normalize_sql
+from pgwire_inspect.stats import (
+    EXACT_SAMPLES,
+    RELATIVE_ACCURACY,
+    PatternStats,
+    StatsCollector,
+    normalize_sql,
+)
 
 
 def test_normalize_sql() -> None:
@@ -22,6 +29,12 @@ def test_normalize_sql() -> None:
     assert a == b == "select * from t where id = ? and name = ?"
     assert normalize_sql("select $1::int4, t1.c2 from t1") == "select $1::int4, t1.c2 from t1"
     assert normalize_sql("select 1 where x in (1, 2, 3)") == "select ? where x in (?, ...)"
+    assert normalize_sql("select 1 where x IN(1,2) or y not in ('a', 'b')") == (
+        "select ? where x IN(?, ...) or y not in (?, ...)")
+    # argument lists are not IN lists: the number of arguments is part of the query
+    assert normalize_sql("select * from generate_series(1, 1000000) g") == (
+        "select * from generate_series(?, ?) g")
+    assert normalize_sql("insert into t values (1, 'a', 2.5)") == "insert into t values (?, ?, ?)"
     assert normalize_sql(None) == "(no SQL)"
 
 
@@ -45,6 +58,23 @@ def test_latency_percentiles_are_within_the_relative_accuracy() -> None:
     assert (ps.count, ps.timed, ps.errors, ps.rows) == (50_001, 50_000, 5_000, 50_000)
     assert ps.total == sum(latencies)
     assert all(math.isnan(v) for v in PatternStats("x").quantiles().values())
+    assert not ps.exact
+
+
+def test_few_latencies_give_exact_percentiles() -> None:
+    ps = PatternStats("select ?")
+    for latency in [0.004, 0.001, 0.003, 0.002]:
+        ps.add(latency, 0, False)
+    assert ps.exact
+    q = ps.quantiles()
+    assert q["p50"] == pytest.approx(0.0025) and q["max"] == 0.004
+    assert q["p99"] == pytest.approx(0.003 + 0.001 * 0.97)
+    one = PatternStats("select 1")
+    one.add(3.84, 1, False)
+    assert one.quantiles() == {"p50": 3.84, "p90": 3.84, "p99": 3.84, "max": 3.84}
+    for _ in range(EXACT_SAMPLES):
+        one.add(0.5, 0, False)
+    assert not one.exact and len(one.samples) == EXACT_SAMPLES
 
 
 def test_latency_memory_does_not_grow_with_the_count() -> None:

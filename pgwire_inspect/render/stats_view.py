@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..stats import StatsCollector
+from ..stats import EXACT_SAMPLES, RELATIVE_ACCURACY, StatsCollector
 
 __all__ = ["render_stats"]
 
@@ -44,10 +44,13 @@ def render_stats(console: Console, stats: StatsCollector, *, frames: int, top: i
         f"({values} values decoded), {errors} error(s), "
         f"{_size(sum(c.bytes_f for c in conns))} frontend → backend, "
         f"{_size(sum(c.bytes_b for c in conns))} backend → frontend", style="bold"))
+    servers = {c.server for c in conns}
+    one_server = len(servers) == 1
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0),
-                  title="Connections", title_justify="left", title_style="bold")
+                  title=f"Connections to {next(iter(servers))}" if one_server else "Connections",
+                  title_justify="left", title_style="bold")
     table.add_column("conn", justify="right", no_wrap=True)
-    table.add_column("client → server", overflow="fold")
+    table.add_column("client" if one_server else "client → server", overflow="fold")
     table.add_column("queries", justify="right", overflow="fold")
     table.add_column("rows", justify="right", no_wrap=True)
     table.add_column("err", justify="right", no_wrap=True)
@@ -68,17 +71,22 @@ def render_stats(console: Console, stats: StatsCollector, *, frames: int, top: i
         table.add_column("problems", overflow="fold", style="yellow")
     for c, problems in zip(conns, all_problems, strict=True):
         kinds = ", ".join(f"{n} {k}" for k, n in sorted(c.kinds.items()))
-        cells = [str(c.conn), f"{c.client} → {c.server}", kinds or "0", str(c.rows),
+        cells = [str(c.conn), c.client if one_server else f"{c.client} → {c.server}",
+                 kinds or "0", str(c.rows),
                  str(c.errors), f"{_size(c.bytes_f)} / {_size(c.bytes_b)}"]
         if any(all_problems):
             cells.append("; ".join(problems) or "-")
         table.add_row(*cells)
     console.print(table)
     patterns = stats.slowest()
+    sketched = any(not p.exact for p in patterns[:top])
     qt = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0),
                title=f"Queries by normalized text, slowest first (latency: request → "
                      f"ReadyForQuery, ms){'' if len(patterns) <= top else f'; top {top}'}",
-               title_justify="left", title_style="bold")
+               title_justify="left", title_style="bold",
+               caption=(f"~ percentiles of more than {EXACT_SAMPLES} queries are within "
+                        f"{RELATIVE_ACCURACY:.1%}; max is exact") if sketched else None,
+               caption_justify="left")
     qt.add_column("count", justify="right")
     for name in ("p50", "p90", "p99", "max"):
         qt.add_column(name, justify="right", no_wrap=True)
@@ -87,6 +95,7 @@ def render_stats(console: Console, stats: StatsCollector, *, frames: int, top: i
     qt.add_column("query", overflow="fold", ratio=1)
     for p in patterns[:top]:
         q = p.quantiles()
-        qt.add_row(str(p.count), _ms(q["p50"]), _ms(q["p90"]), _ms(q["p99"]), _ms(q["max"]),
+        mark = "" if p.exact else "~"
+        qt.add_row(str(p.count), *(mark + _ms(q[k]) for k in ("p50", "p90", "p99")), _ms(q["max"]),
                    str(p.rows), str(p.errors) if p.errors else "", p.pattern[:300])
     console.print(qt)
