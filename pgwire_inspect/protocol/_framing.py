@@ -165,6 +165,8 @@ class StreamParser:
         #: Stream offset of ``self._buf[self._pos]``.
         self.offset = 0
         self._types = TYPES_BY_BYTE[direction]
+        #: DataRows come from the backend only.
+        self._rows_possible = direction == "B"
         self._resync_reason: str | None = None
         self._resync_start = 0
         self._resync_error = 0
@@ -247,6 +249,23 @@ class StreamParser:
         Malformed stretches come back as `MalformedMessage` (with the byte
         offset of the problem); parsing goes on at the next message boundary.
         """
+        # Fast path: a whole DataRow next in a backend stream with nothing unusual
+        # pending (no gap, resync, TLS switch or one-byte answer): most of a big result.
+        buf = self._buf
+        pos = self._pos
+        if (self._rows_possible and pos + 5 <= len(buf) and buf[pos] == 68  # b"D"
+                and not self._gaps and self._resync_reason is None and not self._midstream
+                and not self.state.pending_answers and "B" not in self.state.encrypted_from):
+            (length,) = _I32.unpack_from(buf, pos + 1)
+            end = pos + 1 + length
+            if 4 <= length <= MAX_MESSAGE_LENGTH and end <= len(buf):
+                offset = self.offset
+                msg = fast_data_row("B", offset, bytes(buf[pos:end]))
+                if msg is not None:
+                    self._pos = end
+                    self.offset = offset + 1 + length
+                    self.messages += 1
+                    return msg
         while True:
             result = self._step()
             if not isinstance(result, _Again):
