@@ -113,16 +113,18 @@ def read(ctx: Ctx, capture: str, ports: tuple[int, ...], fmt: str, rows: int,
     """
     from .decode import decode_frames
     from .render.capture_view import render_capture
+    from .render.progress import with_progress
 
     apply_redaction(show_secrets, redact_columns)
     cap = open_source(capture, linktype)
+    frames = with_progress(cap, ctx.err, stdout_is_terminal=ctx.out.is_terminal, path=capture)
     port_set = ports or None
     framed = hexdump or explain or frame_numbers or export_svg or export_html
     if framed and not stats and fmt == "table":
         from .cli_frames import select_frames, show_frames
         from .render._policy import current
 
-        decoded = decode_frames(cap, ports=port_set, keep_frames=True)
+        decoded = decode_frames(frames, ports=port_set, keep_frames=True)
         catalog = catalog_for(dsn, decoded) if dsn else None
         choice = frame_choice(frame_numbers, conn_number, query_number, message_types,
                                max_frames)
@@ -132,7 +134,7 @@ def read(ctx: Ctx, capture: str, ports: tuple[int, ...], fmt: str, rows: int,
         wrote_exports(ctx, export_svg, export_html)
         return
     if write_pcap:
-        decoded = decode_frames(cap, ports=port_set, keep_frames=True)
+        decoded = decode_frames(frames, ports=port_set, keep_frames=True)
         save_pcap(ctx, write_pcap, decoded, decoded.kept_frames, redact)
         return
     if stats:
@@ -140,7 +142,7 @@ def read(ctx: Ctx, capture: str, ports: tuple[int, ...], fmt: str, rows: int,
         from .stats import StatsCollector
 
         collector = StatsCollector()
-        decoded = decode_frames(cap, ports=port_set, keep_messages=False, keep_rows=False,
+        decoded = decode_frames(frames, ports=port_set, keep_messages=False, keep_rows=False,
                                 keep_queries=False, on_row=collector.on_row,
                                 on_query=collector.on_query)
         collector.finish(decoded.connections)
@@ -154,10 +156,10 @@ def read(ctx: Ctx, capture: str, ports: tuple[int, ...], fmt: str, rows: int,
         from .render.jsonl import JsonLinesWriter
 
         writer = JsonLinesWriter(sys.stdout)
-        decoded = decode_frames(cap, ports=port_set, keep_messages=False, keep_rows=False,
+        decoded = decode_frames(frames, ports=port_set, keep_messages=False, keep_rows=False,
                                 keep_queries=False, emit=writer.message)
     else:
-        decoded = decode_frames(cap, ports=port_set, keep_messages=False, row_limit=max(rows, 1))
+        decoded = decode_frames(frames, ports=port_set, keep_messages=False, row_limit=max(rows, 1))
         catalog = catalog_for(dsn, decoded) if dsn else None
         render_capture(ctx.out, decoded, rows=rows, catalog=catalog)
     for problem in list(getattr(cap, "problems", [])) + decoded.problems:

@@ -554,6 +554,14 @@ class CaptureFile:
             f"cannot read past frame {frames} (byte offset {pos}): {why}; stopped reading there"
         )
 
+    def position(self) -> int | None:
+        """Bytes of the file (as stored, so compressed for gzip) read so far, or None
+        when that cannot be told (the file is closed or not seekable); for progress bars."""
+        try:
+            return self._raw.tell() if self._raw is not None else None
+        except (OSError, ValueError, AttributeError):
+            return None
+
     # -- closing -----------------------------------------------------------
 
     def close(self) -> None:
