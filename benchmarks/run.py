@@ -56,7 +56,7 @@ import record_big  # noqa: E402
 
 from pgwire_inspect.capture import decode_frame, open_capture  # noqa: E402
 from pgwire_inspect.errors import CaptureError, PgWireError  # noqa: E402
-from pgwire_inspect.protocol import NEED_DATA, ConnectionParser  # noqa: E402
+from pgwire_inspect.protocol import SPEEDUPS, ConnectionParser  # noqa: E402
 from pgwire_inspect.reassembly import (  # noqa: E402
     ConnectionStarted,
     Reassembler,
@@ -255,12 +255,10 @@ def parse_streams(streams: Streams) -> int:
         for direction, data in chunks:
             p = cp.frontend if direction == "F" else cp.backend
             p.receive_data(data)
-            while p.next_message() is not NEED_DATA:
-                count += 1
+            count += len(p.next_messages())
         for p in (cp.frontend, cp.backend):
             p.finish()
-            while p.next_message() is not NEED_DATA:
-                count += 1
+            count += len(p.next_messages())
     return count
 
 
@@ -442,7 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     log = print
 
     capture = ensure_capture(args, log)
-    log(f"code: {code_version()}")
+    log(f"code: {code_version()}; C speed-up of DataRow runs: "
+        f"{'in use' if SPEEDUPS else 'not built (pure Python)'}")
     size = capture.stat().st_size
     log(f"capture: {capture} ({size / MB:.1f} MB)")
     server_port = args.port or 5432

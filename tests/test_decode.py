@@ -51,3 +51,21 @@ def test_connections_are_numbered_in_order_of_first_packet(zeek_dir: Path) -> No
         firsts = [c.first_frame for c in result.connections]
         assert firsts == sorted(firsts)
         assert all(w.conn == c.id for c in result.connections for w in c.messages)
+
+
+def test_emitted_messages_carry_the_shown_number(zeek_dir: Path) -> None:
+    # An ignored connection first (numbered 0 by the reassembly), then PostgreSQL
+    # caught mid-stream on another port, which its first messages must prove
+    # (the proof comes in the middle of a segment of several messages): shown
+    # as connection 0, and every message emitted for it, before and after the
+    # proof, says so.
+    other = moved(list(open_capture(zeek_dir / "http-on-port-5432.pcap")), 5432, 8080)
+    pg = list(open_capture(zeek_dir / "psql-aws-ssl-disable-15432.pcap"))[4:]
+    frames = [Frame(i, f.ts, f.linktype, f.data, f.wirelen)
+              for i, f in enumerate(other + pg, start=1)]
+    emitted: list[tuple[int, int, str]] = []
+    found = decode_frames(frames, ports=None, keep_messages=False,
+                          emit=lambda wm, conn: emitted.append((wm.conn, conn.id, wm.name)))
+    assert [c.id for c in found.connections] == [0] and found.ignored == 1
+    assert len(emitted) > 10 and {(w, c) for w, c, _ in emitted} == {(0, 0)}
+    assert "ParameterStatus" in {name for _, _, name in emitted}

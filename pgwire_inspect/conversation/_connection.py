@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..protocol import (
-    NEED_DATA,
     Bind,
     Close,
     Column,
@@ -277,23 +276,19 @@ class Connection:
 
     def _drain(self, direction: str, frame: int, ts: float,
                emit: Callable[[WireMessage, Connection], None] | None) -> None:
-        p = self.parser.parser(direction)
-        next_message = p.next_message
         chunks = self._chunks[direction]
         counts = self.counts
         keep = self.keep_messages
-        conn_id = self.id
-        while True:
-            msg = next_message()
-            if msg is NEED_DATA:
-                return
-            offset = msg.offset  # type: ignore[union-attr]
+        for msg in self.parser.parser(direction).next_messages():
+            offset = msg.offset
             first = chunks[0] if chunks else None
             if first is not None and first.offset <= offset < first.end:
                 where = first.frame
             else:
                 where = self._frame_of(direction, offset)
-            wm: WireMessage = _new_tuple(WireMessage, (msg, conn_id, where, frame, ts))
+            # (self.id is read each time: the router may renumber the connection
+            # while its first messages are emitted.)
+            wm: WireMessage = _new_tuple(WireMessage, (msg, self.id, where, frame, ts))
             if msg.__class__ is DataRow and self._awaiting:
                 # The hot path of big results: a row of the current query's result.
                 counts[direction] += 1

@@ -6,6 +6,11 @@ returns `NEED_DATA`. Every message is a frozen dataclass named as in the
 PostgreSQL documentation, "Frontend/Backend Protocol", "Message Formats",
 that keeps its raw bytes, its stream offset and, through ``spans()``, the
 byte span of each field. This package imports only the standard library.
+
+Runs of DataRow messages are split by an optional C speed-up (_speedups.c,
+built at install time when a compiler is there); `SPEEDUPS` tells whether it
+is in use, and `PURE_PYTHON_ENV` set at import time turns it off. Both give
+the same messages.
 """
 
 from ._backend import (
@@ -49,6 +54,8 @@ from ._framing import (
     BACKEND_TYPES,
     FRONTEND_TYPES,
     NEED_DATA,
+    PURE_PYTHON_ENV,
+    SPEEDUPS,
     ConnectionParser,
     NeedData,
     SessionState,
@@ -85,7 +92,7 @@ from ._reader import Span
 
 __all__ = [
     "AUTH_CLASSES", "AUTH_NAMES", "BACKEND_TYPES", "ERROR_FIELD_NAMES", "FRONTEND_TYPES",
-    "NEED_DATA", "TRANSACTION_STATUS",
+    "NEED_DATA", "PURE_PYTHON_ENV", "SPEEDUPS", "TRANSACTION_STATUS",
     "Authentication", "AuthenticationCleartextPassword", "AuthenticationGSS",
     "AuthenticationGSSContinue", "AuthenticationKerberosV5", "AuthenticationMD5Password",
     "AuthenticationOk", "AuthenticationSASL", "AuthenticationSASLContinue",

@@ -6,7 +6,7 @@ PostgreSQL docs, "Frontend/Backend Protocol", "Message Formats".
 from __future__ import annotations
 
 import struct
-from typing import Final
+from typing import Any, Final
 
 from ._backend import (
     AUTH_CLASSES,
@@ -84,6 +84,20 @@ TYPES_BY_BYTE: Final[dict[str, dict[int, type[Message]]]] = {
 }
 
 
+#: Messages that repeat byte for byte in a session (the same statement, portal,
+#: tag or columns again and again) and whose fields are immutable: their
+#: decoded fields are cached by their bytes, up to _CACHE_ENTRIES messages of
+#: at most _CACHE_MAX_BYTES each.
+_CACHED: Final[frozenset[type[Message]]] = frozenset({
+    RowDescription, ReadyForQuery, CommandComplete, ParseComplete, BindComplete,
+    CloseComplete, NoData, EmptyQueryResponse, PortalSuspended, ParameterDescription,
+    Parse, Describe, Execute, Close, Sync, Flush,
+})
+_CACHE_ENTRIES = 4096
+_CACHE_MAX_BYTES = 4096
+_body_cache: dict[bytes, tuple[type[Message], dict[str, Any]]] = {}
+
+
 def decode_message(
     cls: type[Message], direction: str, offset: int, raw: bytes, spans: list[Span] | None = None
 ) -> Message:
@@ -112,14 +126,23 @@ def decode_message(
             return MalformedMessage(direction, offset, raw[:KEEP_MALFORMED],
                                     f"Authentication request with unknown code {code}",
                                     offset + 5, len(raw))
+    cacheable = spans is None and cls in _CACHED and len(raw) <= _CACHE_MAX_BYTES
+    if cacheable:
+        kwargs = _body_cache.get(raw)
+        if kwargs is not None and kwargs[0] is cls:
+            return cls(direction, offset, raw, **kwargs[1])
     r = Reader(raw, body, spans)
     try:
-        kwargs = cls.read_body(r)
+        fields = cls.read_body(r)
         r.done()
     except BodyError as exc:
         return MalformedMessage(direction, offset, raw[:KEEP_MALFORMED],
                                 f"malformed {cls.name}: {exc.reason}", offset + exc.pos, len(raw))
-    return cls(direction, offset, raw, **kwargs)
+    if cacheable:
+        if len(_body_cache) >= _CACHE_ENTRIES:
+            _body_cache.clear()
+        _body_cache[raw] = (cls, fields)
+    return cls(direction, offset, raw, **fields)
 
 
 _new_object = object.__new__

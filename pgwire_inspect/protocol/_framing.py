@@ -14,9 +14,12 @@ GSSResponse a frontend 'p' message is.
 
 from __future__ import annotations
 
+import os
 import struct
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, cast
 
 from ._backend import (
     Authentication,
@@ -57,6 +60,8 @@ __all__ = [
     "BACKEND_TYPES",
     "FRONTEND_TYPES",
     "NEED_DATA",
+    "PURE_PYTHON_ENV",
+    "SPEEDUPS",
     "ConnectionParser",
     "NeedData",
     "SessionState",
@@ -68,6 +73,39 @@ __all__ = [
 _I16 = struct.Struct("!h")
 _I32 = struct.Struct("!i")
 _HDR = struct.Struct("!ci")
+#: DataRows the C speed-up splits in one call, at most.
+_MAX_ROWS_AHEAD = 4096
+#: Set (to anything but 0) at import time to run the pure-Python parser only.
+PURE_PYTHON_ENV = "PGWIRE_INSPECT_PURE_PYTHON"
+
+
+def _load_speedups() -> Callable[..., tuple[list[Message], int]] | None:
+    """The C ``data_rows`` function, or None: not built (no compiler at install
+    time), turned off by `PURE_PYTHON_ENV`, or older than its source (an
+    editable install whose _speedups.c changed since it was built)."""
+    if os.environ.get(PURE_PYTHON_ENV, "") not in ("", "0"):
+        return None
+    try:
+        from . import _speedups  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    here = os.path.dirname(os.path.abspath(__file__))
+    source = os.path.join(here, "_speedups.c")
+    built = getattr(_speedups, "__file__", None)
+    try:
+        if built and os.path.getmtime(source) > os.path.getmtime(built):
+            warnings.warn("pgwire_inspect.protocol._speedups is older than _speedups.c: "
+                          "running without it (pip install -e . rebuilds it)",
+                          RuntimeWarning, stacklevel=2)
+            return None
+    except OSError:
+        pass  # no source next to it (an installed wheel): nothing to compare with
+    return cast(Callable[..., tuple[list[Message], int]], _speedups.data_rows)
+
+
+_c_data_rows = _load_speedups()
+#: True when the C speed-up of DataRow runs is in use.
+SPEEDUPS = _c_data_rows is not None
 
 #: Messages whose length field has one right value (type byte excluded).
 _FIXED_LENGTH: Final[dict[str, dict[int, int]]] = {
@@ -167,6 +205,9 @@ class StreamParser:
         self._types = TYPES_BY_BYTE[direction]
         #: DataRows come from the backend only.
         self._rows_possible = direction == "B"
+        #: DataRows already split (by the C speed-up), returned from index _ready_at.
+        self._ready: list[Message] = []
+        self._ready_at = 0
         self._resync_reason: str | None = None
         self._resync_start = 0
         self._resync_error = 0
@@ -239,9 +280,29 @@ class StreamParser:
     @property
     def buffered(self) -> int:
         """Bytes received but not yet returned as a message."""
-        return len(self._buf) - self._pos
+        ahead = sum(len(m.raw) for m in self._ready[self._ready_at:])
+        return len(self._buf) - self._pos + ahead
 
     # ----------------------------------------------------------------- output
+
+    def next_messages(self) -> list[Message]:
+        """Return every complete message now available, in order (empty: `NEED_DATA`).
+
+        The same messages as calling `next_message` until it returns
+        `NEED_DATA`, with less overhead per message (runs of DataRows come as
+        the C speed-up split them).
+        """
+        out: list[Message] = []
+        next_message = self.next_message
+        while True:
+            if self._ready:
+                out += self._ready[self._ready_at:]
+                self._ready = []
+                self._ready_at = 0
+            msg = next_message()
+            if msg is NEED_DATA:
+                return out
+            out.append(msg)  # type: ignore[arg-type]
 
     def next_message(self) -> Message | NeedData:
         """Return the next complete message, or `NEED_DATA`.
@@ -249,6 +310,15 @@ class StreamParser:
         Malformed stretches come back as `MalformedMessage` (with the byte
         offset of the problem); parsing goes on at the next message boundary.
         """
+        ready = self._ready
+        if ready:  # DataRows split ahead by the C speed-up
+            i = self._ready_at
+            if i + 1 < len(ready):
+                self._ready_at = i + 1
+            else:
+                self._ready = []
+                self._ready_at = 0
+            return ready[i]
         # Fast path: a whole DataRow next in a backend stream with nothing unusual
         # pending (no gap, resync, TLS switch or one-byte answer): most of a big result.
         buf = self._buf
@@ -256,16 +326,30 @@ class StreamParser:
         if (self._rows_possible and pos + 5 <= len(buf) and buf[pos] == 68  # b"D"
                 and not self._gaps and self._resync_reason is None and not self._midstream
                 and not self.state.pending_answers and "B" not in self.state.encrypted_from):
-            (length,) = _I32.unpack_from(buf, pos + 1)
-            end = pos + 1 + length
-            if 4 <= length <= MAX_MESSAGE_LENGTH and end <= len(buf):
-                offset = self.offset
-                msg = fast_data_row("B", offset, bytes(buf[pos:end]))
-                if msg is not None:
+            if _c_data_rows is not None:
+                # Every complete DataRow in the buffer at once; they cannot change
+                # the parser's state, so splitting them now or one by one is the same.
+                rows, end = _c_data_rows(buf, pos, len(buf), self.offset, "B", DataRow,
+                                         _MAX_ROWS_AHEAD)
+                if rows:
                     self._pos = end
-                    self.offset = offset + 1 + length
-                    self.messages += 1
-                    return msg
+                    self.offset += end - pos
+                    self.messages += len(rows)
+                    if len(rows) > 1:
+                        self._ready = rows
+                        self._ready_at = 1
+                    return rows[0]
+            else:
+                (length,) = _I32.unpack_from(buf, pos + 1)
+                end = pos + 1 + length
+                if 4 <= length <= MAX_MESSAGE_LENGTH and end <= len(buf):
+                    offset = self.offset
+                    msg = fast_data_row("B", offset, bytes(buf[pos:end]))
+                    if msg is not None:
+                        self._pos = end
+                        self.offset = offset + 1 + length
+                        self.messages += 1
+                        return msg
         while True:
             result = self._step()
             if not isinstance(result, _Again):
