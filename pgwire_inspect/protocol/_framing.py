@@ -14,13 +14,10 @@ GSSResponse a frontend 'p' message is.
 
 from __future__ import annotations
 
-import os
 import struct
-import warnings
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Final, cast
+from typing import Final
 
+from ._accel import PURE_PYTHON_ENV, SPEEDUPS, data_rows_or_none
 from ._backend import (
     Authentication,
     DataRow,
@@ -47,14 +44,12 @@ from ._frontend import (
     CancelRequest,
     GSSENCRequest,
     GSSENCResponse,
-    GSSResponse,
     PasswordMessage,
-    SASLInitialResponse,
-    SASLResponse,
     SSLRequest,
     SSLResponse,
     StartupMessage,
 )
+from ._state import NEED_DATA, NeedData, SessionState, frontend_p_class
 
 __all__ = [
     "BACKEND_TYPES",
@@ -75,37 +70,7 @@ _I32 = struct.Struct("!i")
 _HDR = struct.Struct("!ci")
 #: DataRows the C speed-up splits in one call, at most.
 _MAX_ROWS_AHEAD = 4096
-#: Set (to anything but 0) at import time to run the pure-Python parser only.
-PURE_PYTHON_ENV = "PGWIRE_INSPECT_PURE_PYTHON"
-
-
-def _load_speedups() -> Callable[..., tuple[list[Message], int]] | None:
-    """The C ``data_rows`` function, or None: not built (no compiler at install
-    time), turned off by `PURE_PYTHON_ENV`, or older than its source (an
-    editable install whose _speedups.c changed since it was built)."""
-    if os.environ.get(PURE_PYTHON_ENV, "") not in ("", "0"):
-        return None
-    try:
-        from . import _speedups  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    here = os.path.dirname(os.path.abspath(__file__))
-    source = os.path.join(here, "_speedups.c")
-    built = getattr(_speedups, "__file__", None)
-    try:
-        if built and os.path.getmtime(source) > os.path.getmtime(built):
-            warnings.warn("pgwire_inspect.protocol._speedups is older than _speedups.c: "
-                          "running without it (pip install -e . rebuilds it)",
-                          RuntimeWarning, stacklevel=2)
-            return None
-    except OSError:
-        pass  # no source next to it (an installed wheel): nothing to compare with
-    return cast(Callable[..., tuple[list[Message], int]], _speedups.data_rows)
-
-
-_c_data_rows = _load_speedups()
-#: True when the C speed-up of DataRow runs is in use.
-SPEEDUPS = _c_data_rows is not None
+_c_data_rows = data_rows_or_none()
 
 #: Messages whose length field has one right value (type byte excluded).
 _FIXED_LENGTH: Final[dict[str, dict[int, int]]] = {
@@ -120,69 +85,12 @@ _RESYNC_MAX_LENGTH = 16 * 1024 * 1024
 _MAX_SKIP_CHUNK = 64 * 1024
 
 
-class NeedData:
-    """The sentinel type of `NEED_DATA`: the parser needs more bytes."""
-
-    _instance: NeedData | None = None
-
-    def __new__(cls) -> NeedData:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "NEED_DATA"
-
-
-NEED_DATA: Final = NeedData()
-
-
 class _Again:
     """Internal: the step changed state and the caller should step again (no recursion)."""
 
 
 _AGAIN: Final = _Again()
 _Step = Message | NeedData | _Again
-
-
-@dataclass
-class SessionState:
-    """What both directions of a connection need to know about each other.
-
-    Attributes:
-        frontend_startup: the frontend is still in the startup phase, where
-            packets have no type byte (StartupMessage, SSLRequest, ...).
-        pending_answers: one-byte answers the backend owes: "SSL" after an
-            SSLRequest, "GSS" after a GSSENCRequest.
-        auth_code: the code of the last Authentication* request, which says
-            what a frontend 'p' message is.
-        encrypted_from: per direction, the stream offset where TLS or GSSAPI
-            encryption starts; nothing from there on is decoded.
-        encrypted_by: "TLS" or "GSSAPI" once encryption has started.
-        encrypted_bytes: per direction, encrypted bytes seen.
-        startup_parameters: the StartupMessage's parameters.
-        parameters: the latest value of each ParameterStatus.
-    """
-
-    frontend_startup: bool = True
-    pending_answers: list[str] = field(default_factory=list)
-    auth_code: int | None = None
-    encrypted_from: dict[str, int] = field(default_factory=dict)
-    encrypted_by: str | None = None
-    encrypted_bytes: dict[str, int] = field(default_factory=lambda: {"F": 0, "B": 0})
-    startup_parameters: dict[str, str] = field(default_factory=dict)
-    parameters: dict[str, str] = field(default_factory=dict)
-
-
-def _frontend_p_class(state: SessionState) -> type[Message]:
-    code = state.auth_code
-    if code == 10:
-        return SASLInitialResponse
-    if code in (11, 12):
-        return SASLResponse
-    if code in (7, 8, 9):
-        return GSSResponse
-    return PasswordMessage
 
 
 class StreamParser:
@@ -402,7 +310,7 @@ class StreamParser:
         if avail < length + 1:
             return self._short(avail)
         if cls is PasswordMessage:
-            cls = _frontend_p_class(st)
+            cls = frontend_p_class(st)
         return self._emit(cls, length + 1)
 
     def __iter__(self) -> StreamParser:
