@@ -19,13 +19,10 @@ formats are the ``*_send`` functions of ``src/backend/utils/adt/``.
 from __future__ import annotations
 
 import functools
-import json
-import math
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timezone, tzinfo
-from decimal import Decimal
+from datetime import datetime, timezone, tzinfo
 from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -36,12 +33,13 @@ from psycopg._encodings import pg2pyenc
 from psycopg.abc import Buffer
 from psycopg.adapt import AdaptersMap, Loader, Transformer
 from psycopg.types import datetime as pg_datetime
-from psycopg.types.multirange import Multirange, MultirangeInfo
-from psycopg.types.range import Range, RangeInfo
 
+from pgwire_inspect.binary_checks import FIXED_BINARY_SIZE, FRAMED_OIDS, check_binary
 from pgwire_inspect.errors import ValueDecodeError
+from pgwire_inspect.value_text import value_to_json, value_to_text
 
 __all__ = ["UnknownBinary", "ValueDecoder", "type_name", "value_to_json", "value_to_text"]
+# value_to_json and value_to_text live in value_text.py; they are re-exported here.
 
 _TEXT = pq.Format.TEXT
 _BINARY = pq.Format.BINARY
@@ -57,28 +55,6 @@ def _oid(name: str) -> int:
 def _with_arrays(names: tuple[str, ...]) -> frozenset[int]:
     return frozenset(o for n in names for o in (_TYPES[n].oid, _TYPES[n].array_oid) if o)
 
-
-# Binary values of these types have a fixed size in bytes (their typlen in
-# src/include/catalog/pg_type.dat); psycopg's C loaders read that many bytes
-# without looking at the length, so every value is checked first.
-_FIXED_BINARY_SIZE: dict[int, int] = {
-    _oid(name): size
-    for name, size in (
-        ("bool", 1), ("int2", 2), ("int4", 4), ("int8", 8), ("oid", 4),
-        ("float4", 4), ("float8", 8), ("date", 4), ("time", 8), ("timetz", 12),
-        ("timestamp", 8), ("timestamptz", 8), ("interval", 16), ("uuid", 16),
-    )
-}  # fmt: skip
-
-_NUMERIC_OID = _oid("numeric")
-_RECORD_OID = _oid("record")
-_ARRAY_ELEMENTS = {t.array_oid: t.oid for t in _TYPES if t.array_oid}
-_RANGE_SUBTYPES = {t.oid: t.subtype_oid for t in _TYPES if isinstance(t, RangeInfo)}
-_MULTIRANGE_RANGES = {t.oid: t.range_oid for t in _TYPES if isinstance(t, MultirangeInfo)}
-# Binary values whose psycopg loaders trust lengths inside the data.
-_FRAMED_OIDS = frozenset(
-    {_NUMERIC_OID, _RECORD_OID, *_ARRAY_ELEMENTS, *_RANGE_SUBTYPES, *_MULTIRANGE_RANGES}
-)
 
 # Date/time types (and arrays, ranges of them) whose text form depends on
 # DateStyle / IntervalStyle or may lie outside Python's datetime range: when
@@ -110,14 +86,6 @@ _SESSION_PARAMETERS = {
     n.lower(): n
     for n in ("client_encoding", "TimeZone", "DateStyle", "IntervalStyle", "integer_datetimes")
 }
-
-_MAX_DEPTH = 16  # arrays of records of ranges ... nested deeper than this are refused
-_MAX_DIMS = 6  # MAXDIM in src/include/utils/array.h
-_I32 = struct.Struct("!i")
-_ARRAY_HEAD = struct.Struct("!iiI")
-_OID = struct.Struct("!I")
-_NUMERIC_HEAD = struct.Struct("!HhHH")
-
 
 def type_name(oid: int, typmod: int = -1, *, user_types: Mapping[int, str] | None = None) -> str:
     """Name a PostgreSQL type the way psycopg displays it.
@@ -306,120 +274,6 @@ def _session_adapters(
     return adapters
 
 
-def _check_binary(oid: int, data: Buffer, depth: int = 0) -> str | None:
-    """Check the framing of a binary value before psycopg's loaders read it.
-
-    Covers the types whose (C) loaders trust lengths found in the data:
-    fixed-size types, numeric, arrays, records, ranges and multiranges, as
-    written by ``numeric_send``, ``array_send``, ``record_send``,
-    ``range_send`` and ``multirange_send`` (``src/backend/utils/adt/``).
-
-    Returns:
-        None if the value is well framed, else the reason it is not.
-    """
-    n = len(data)
-    size = _FIXED_BINARY_SIZE.get(oid)
-    if size is not None:
-        return None if n == size else f"expected {size} bytes, got {n}"
-    if depth > _MAX_DEPTH:
-        return "values nested too deep"
-    if oid in _ARRAY_ELEMENTS:  # ndim, flags, element OID, (size, lower bound) per dim, items
-        if n < 12:
-            return f"array header needs 12 bytes, got {n}"
-        ndim, flags, elem_oid = _ARRAY_HEAD.unpack_from(data)
-        pos = 12 + 8 * ndim
-        if not 0 <= ndim <= _MAX_DIMS or flags not in (0, 1) or n < pos:
-            return f"bad array header (ndim {ndim}, flags {flags}, {n} bytes)"
-        if elem_oid != _ARRAY_ELEMENTS[oid]:  # as array_recv checks; psycopg's C
-            # loader keeps the element loader of the first array it reads
-            return f"element type {elem_oid} in an array of {type_name(_ARRAY_ELEMENTS[oid])}"
-        count = 1 if ndim else 0
-        for d in range(ndim):
-            (dim,) = _I32.unpack_from(data, 12 + 8 * d)
-            if dim < 0:
-                return f"negative array dimension {dim}"
-            count *= dim
-        if count > (n - pos) // 4:
-            return f"array of {count} elements in {n} bytes"
-        return _trailing(data, *_check_items(data, pos, elem_oid, count, depth))
-    if oid == _NUMERIC_OID:
-        ndigits = _NUMERIC_HEAD.unpack_from(data)[0] if n >= 8 else -1
-        return None if ndigits >= 0 and n == 8 + 2 * ndigits else f"bad numeric of {n} bytes"
-    if oid in _RANGE_SUBTYPES:
-        flags = data[0] if n else 0x01
-        if flags & 0x01:  # RANGE_EMPTY: nothing follows
-            return None if n == 1 else "bad empty range"
-        bounds = (not flags & 0x08) + (not flags & 0x10)  # RANGE_LB_INF, RANGE_UB_INF
-        return _trailing(data, *_check_items(data, 1, _RANGE_SUBTYPES[oid], bounds, depth, False))
-    if oid != _RECORD_OID and oid not in _MULTIRANGE_RANGES:
-        return None
-    if n < 4:
-        return f"header needs 4 bytes, got {n}"
-    (count,) = _I32.unpack_from(data)
-    if oid in _MULTIRANGE_RANGES:  # count, then length-prefixed ranges
-        if not 0 <= count <= (n - 4) // 5:
-            return f"{count} ranges in {n} bytes"
-        return _trailing(data, *_check_items(data, 4, _MULTIRANGE_RANGES[oid], count, depth, False))
-    # record: count, then (type OID, length-prefixed value) per field
-    if not 0 <= count <= (n - 4) // 8:
-        return f"{count} fields in {n} bytes"
-    pos = 4
-    for i in range(count):
-        if pos + 4 > n:
-            return f"field {i} of {count} missing"
-        (field_oid,) = _OID.unpack_from(data, pos)
-        pos, reason = _check_items(data, pos + 4, field_oid, 1, depth)
-        if reason:
-            return f"field {i}: {reason}"
-    return _trailing(data, pos, None)
-
-
-def _check_items(
-    data: Buffer, pos: int, oid: int, count: int, depth: int, nullable: bool = True
-) -> tuple[int, str | None]:
-    """Check ``count`` length-prefixed values of type ``oid`` from byte offset ``pos``.
-
-    Length -1 (NULL) is allowed in arrays and records only (``nullable``).
-
-    Returns:
-        (offset after the last value, None) or (offset reached, reason).
-    """
-    n = len(data)
-    size = _FIXED_BINARY_SIZE.get(oid)
-    if size is not None and n == pos + count * (4 + size):
-        # No NULLs: every length word is ``size``; compare them byte-wise, in C.
-        w, step = _I32.pack(size), 4 + size
-        if (
-            data[pos::step] == w[:1] * count
-            and data[pos + 1 :: step] == w[1:2] * count
-            and data[pos + 2 :: step] == w[2:3] * count
-            and data[pos + 3 :: step] == w[3:] * count
-        ):
-            return n, None
-    for i in range(count):
-        if pos + 4 > n:
-            return pos, f"item {i} of {count} missing"
-        (length,) = _I32.unpack_from(data, pos)
-        pos += 4
-        if length == -1 and nullable:
-            continue
-        if length < 0 or pos + length > n:
-            return pos, f"item {i} claims {length} bytes, {n - pos} left"
-        if size is not None:
-            if length != size:
-                return pos, f"item {i} has {length} bytes, expected {size}"
-        elif reason := _check_binary(oid, memoryview(data)[pos : pos + length], depth + 1):
-            return pos, f"item {i}: {reason}"
-        pos += length
-    return pos, None
-
-
-def _trailing(data: Buffer, pos: int, reason: str | None) -> str | None:
-    if reason is None and pos != len(data):
-        return f"{len(data) - pos} trailing bytes"
-    return reason
-
-
 _Entry = tuple[Callable[[Buffer], Any], int]
 
 
@@ -605,8 +459,8 @@ class ValueDecoder:
             if fmt == _TEXT and self._to_utf8 is not None:
                 load = _compose(self._to_utf8, load)
             elif fmt == _BINARY:
-                size = _FIXED_BINARY_SIZE.get(oid, -1)
-                if oid in _FRAMED_OIDS:
+                size = FIXED_BINARY_SIZE.get(oid, -1)
+                if oid in FRAMED_OIDS:
                     load = _checked(oid, load)
         self._entries[fmt][oid] = (load, size)
         return load, size
@@ -654,7 +508,7 @@ def _compose(
 
 def _checked(oid: int, load: Callable[[Buffer], Any]) -> Callable[[Buffer], Any]:
     def checked(data: Buffer) -> Any:
-        if reason := _check_binary(oid, data):
+        if reason := check_binary(oid, data):
             raise ValueError(reason)
         return load(data)
 
@@ -664,111 +518,3 @@ def _checked(oid: int, load: Callable[[Buffer], Any]) -> Callable[[Buffer], Any]
 def _one_line(ex: BaseException) -> str:
     text = " ".join(str(ex).split()) or type(ex).__name__
     return text if len(text) <= 200 else text[:197] + "..."
-
-
-def value_to_text(value: Any) -> str:
-    """A short human text of a decoded value, for tables.
-
-    Follows PostgreSQL's output where it is unambiguous: arrays as
-    ``{1,2,NULL}`` with PostgreSQL's quoting (``array_out``), records as
-    ``(1,abc)``, ranges as ``[1,5)``, bytes as ``\\x0102`` (``bytea_output =
-    hex``), NaN/infinite floats as ``NaN``/``Infinity``/``-Infinity``.
-    Decimal in positional notation with its scale (``12.3400``, as numeric_out).
-    Dates and times are ISO 8601 (a space between date and time); UUID, IP
-    addresses and intervals (``timedelta``) their ``str``; dicts (json)
-    JSON; :class:`UnknownBinary` its hex.
-
-    Args:
-        value: a value returned by :meth:`ValueDecoder.decode` (None for NULL).
-
-    Returns:
-        The text, not truncated; ``"NULL"`` for None.
-    """
-    if value is None:
-        return "NULL"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return _float_text(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return "\\x" + bytes(value).hex()
-    if isinstance(value, datetime):
-        return value.isoformat(sep=" ")
-    if isinstance(value, date | time):
-        return value.isoformat()
-    if isinstance(value, list):
-        return "{" + ",".join(_array_item(v) for v in value) + "}"
-    if isinstance(value, tuple):
-        fields = ("" if v is None else _quote(value_to_text(v), "(),", True) for v in value)
-        return "(" + ",".join(fields) + ")"
-    if isinstance(value, Multirange):
-        return "{" + ",".join(value_to_text(r) for r in value) + "}"
-    if isinstance(value, Range):
-        if value.isempty:
-            return "empty"
-        lower = "" if value.lower is None else _quote(value_to_text(value.lower), "()[],", True)
-        upper = "" if value.upper is None else _quote(value_to_text(value.upper), "()[],", True)
-        return f"{value.bounds[0]}{lower},{upper}{value.bounds[1]}"
-    if isinstance(value, dict):
-        return json.dumps(value_to_json(value), ensure_ascii=False)
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    return str(value)
-
-
-def value_to_json(value: Any) -> Any:
-    """A JSON-safe form of a decoded value (for ``json.dumps(..., allow_nan=False)``).
-
-    None, bool, int, str and finite floats stay; lists and tuples become
-    lists and dicts dicts, recursively; datetime, date and time become ISO
-    8601 strings (``T`` separator); NaN/infinite floats, Decimal, timedelta,
-    UUID, IP addresses, ranges, bytes and :class:`UnknownBinary` become the
-    text of :func:`value_to_text`.
-
-    Args:
-        value: a value returned by :meth:`ValueDecoder.decode`.
-
-    Returns:
-        A value made of None, bool, int, float, str, list and dict only.
-    """
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else _float_text(value)
-    if isinstance(value, dict):
-        return {str(k): value_to_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [value_to_json(v) for v in value]
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    return value_to_text(value)
-
-
-def _float_text(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    return repr(value)
-
-
-def _array_item(value: Any) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, list):
-        return value_to_text(value)
-    text = value_to_text(value)
-    if text.upper() == "NULL":
-        return f'"{text}"'
-    return _quote(text, '{},"\\', False)
-
-
-def _quote(text: str, specials: str, double: bool) -> str:
-    """Quote ``text`` as PostgreSQL's array_out (``double=False``) or record_out/range_out do."""
-    if text and not any(c in specials or c in '"\\' or c.isspace() for c in text):
-        return text
-    if double:
-        return '"' + text.replace('"', '""').replace("\\", "\\\\") + '"'
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -552,7 +552,7 @@ def test_nan_float_and_decimal_roundtrip_text() -> None:
 
 
 def test_fixed_binary_sizes_are_pg_type_typlen(conn: psycopg.Connection[Any]) -> None:
-    from pgwire_inspect.types import _FIXED_BINARY_SIZE
+    from pgwire_inspect.binary_checks import FIXED_BINARY_SIZE as _FIXED_BINARY_SIZE
 
     rows = conn.execute(
         "SELECT oid::int8, typlen FROM pg_type WHERE oid = ANY(%s::int8[]::oid[])",
