@@ -14,7 +14,8 @@ connection's byte streams with the frame number and timestamp of every
 chunk (see `pgwire_inspect.decode`).
 """
 
-from ._connection import Connection, ConversationBuilder
+from ._builder import ConversationBuilder
+from ._connection import Connection
 from ._model import CopyExchange, QueryExchange, ResultSet, WireMessage
 
 __all__ = [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +41,7 @@ from ..protocol import (
 from ..types import ValueDecoder, type_name
 from ._model import CopyExchange, QueryExchange, ResultSet, WireMessage
 
-__all__ = ["Connection", "ConversationBuilder"]
+__all__ = ["Connection"]
 
 _EXTENDED = (Parse, Bind, Describe, Execute, Close, Flush)
 #: ``tuple.__new__``: makes a `WireMessage` without its Python-level ``__new__``.
@@ -554,65 +554,3 @@ class Connection:
     def column_type(self, column: Column) -> str:
         """The column's type name with its typmod, e.g. ``varchar(40)``."""
         return type_name(column.type_oid, column.typmod)
-
-
-class ConversationBuilder:
-    """Builds `Connection` objects from per-connection byte streams.
-
-    Args:
-        keep_messages: keep every message on its connection (needed by the
-            table views; a streaming consumer passes False and uses ``emit``).
-        keep_rows, keep_queries, on_row, on_query: see `Connection`; a consumer
-            of huge captures keeps neither rows nor queries and counts them in
-            the callbacks, so memory stays bounded.
-        emit: called with each decoded message and its connection, in decoding order.
-    """
-
-    def __init__(self, *, keep_messages: bool = True,
-                 emit: Callable[[WireMessage, Connection], None] | None = None,
-                 keep_rows: bool = True, keep_queries: bool = True,
-                 on_row: Callable[[Connection, ResultSet, WireMessage], None] | None = None,
-                 on_query: Callable[[Connection, QueryExchange], None] | None = None,
-                 row_limit: int | None = None) -> None:
-        self.connections: list[Connection] = []
-        self._by_id: dict[int, Connection] = {}
-        self.keep_messages = keep_messages
-        self.emit = emit
-        #: Per connection, a callback used instead of `emit` (None: no callback at all).
-        self.emit_for: dict[int, Callable[[WireMessage, Connection], None] | None] = {}
-        self.options = {"keep_rows": keep_rows, "keep_queries": keep_queries,
-                        "on_row": on_row, "on_query": on_query, "row_limit": row_limit}
-
-    def open(self, conn: int, client: tuple[str, int], server: tuple[str, int], frame: int,
-             ts: float, handshake: bool) -> Connection:
-        """Start a connection (numbered by the caller, 0-based)."""
-        c = Connection(conn, client, server, frame, ts, handshake,
-                       keep_messages=self.keep_messages, **self.options)  # type: ignore[arg-type]
-        self.connections.append(c)
-        self._by_id[conn] = c
-        return c
-
-    def get(self, conn: int) -> Connection:
-        """The connection opened as ``conn``."""
-        return self._by_id[conn]
-
-    def data(self, conn: int, direction: str, offset: int, data: bytes, frame: int,
-             ts: float) -> None:
-        """Feed contiguous stream bytes (see `Connection.feed`)."""
-        self._by_id[conn].feed(direction, offset, data, frame, ts,
-                               self.emit_for.get(conn, self.emit))
-
-    def gap(self, conn: int, direction: str, offset: int, length: int,
-            frame_before: int | None, frame_after: int | None) -> None:
-        """Record missing stream bytes (see `Connection.gap`)."""
-        self._by_id[conn].gap(direction, offset, length, frame_before, frame_after)
-
-    def end(self, conn: int, direction: str, reason: str, frame: int | None,
-            ts: float | None) -> None:
-        """End one direction of a connection (see `Connection.end`)."""
-        self._by_id[conn].end(direction, reason, frame, ts, self.emit_for.get(conn, self.emit))
-
-    def messages(self) -> Iterator[WireMessage]:
-        """Every kept message of every connection, connection by connection."""
-        for c in self.connections:
-            yield from c.messages
