@@ -151,6 +151,17 @@ def _bound_loader(base: type[Loader], context: Any) -> type[Loader]:
     return type(f"Session{base.__name__}", (base,), {"__init__": __init__})
 
 
+#: Zone names whose offset is always zero (tzdata's UTC and its aliases, and
+#: GMT's): their timestamptz values come from psycopg's C loader as they are,
+#: in ``datetime.timezone.utc`` (equal to the same instant in any zone),
+#: without a conversion per value.
+_UTC_NAMES = frozenset(n.lower() for n in (
+    "UTC", "Etc/UTC", "UCT", "Etc/UCT", "Universal", "Etc/Universal", "Zulu", "Etc/Zulu",
+    "GMT", "Etc/GMT", "GMT0", "Etc/GMT0", "GMT+0", "Etc/GMT+0", "GMT-0", "Etc/GMT-0",
+    "Greenwich", "Etc/Greenwich",
+))
+
+
 def _tzinfo(name: str) -> tzinfo:
     """The zone named by a TimeZone ParameterStatus, or UTC when Python does not know it
     (psycopg falls back the same way)."""
@@ -251,7 +262,7 @@ def _session_adapters(
     context = _context(postgres.adapters, status)
     overrides: list[tuple[int, type[Loader]]] = []
     zoned: list[type[Loader]] = []
-    if tz and tz != "UTC":
+    if tz and tz.lower() not in _UTC_NAMES:
         zoned = [_zoned_loader(postgres.adapters, fmt, _tzinfo(tz)) for fmt in (_TEXT, _BINARY)]
     if not datestyle.startswith("ISO"):
         overrides.append((_oid("date"), pg_datetime.DateLoader))
@@ -291,6 +302,8 @@ class ValueDecoder:
             ``WIN1252``, ``SQL_ASCII``, ...), as in ParameterStatus.
         timezone: the session's ``TimeZone`` (an IANA name such as
             ``"Europe/Berlin"``); None means UTC, as psycopg does without one.
+            In UTC and zones that are always UTC (``Etc/UTC``, ``GMT`` ...)
+            values come in ``datetime.timezone.utc``.
         user_types: names of non-builtin types by OID, for error messages.
 
     Spec: PostgreSQL docs, "Frontend/Backend Protocol", "Message Formats",

@@ -276,37 +276,38 @@ class Connection:
 
     def _drain(self, direction: str, frame: int, ts: float,
                emit: Callable[[WireMessage, Connection], None] | None) -> None:
-        chunks = self._chunks[direction]
-        counts = self.counts
-        keep = self.keep_messages
-        for msg in self.parser.parser(direction).next_messages():
-            offset = msg.offset
-            first = chunks[0] if chunks else None
-            if first is not None and first.offset <= offset < first.end:
-                where = first.frame
-            else:
-                where = self._frame_of(direction, offset)
+        msgs = self.parser.parser(direction).next_messages()
+        n = len(msgs)
+        i = 0
+        while i < n:
+            msg = msgs[i]
+            if msg.__class__ is DataRow and self._awaiting:
+                i = self._data_rows(msgs, i, direction, frame, ts, emit)
+                continue
+            i += 1
             # (self.id is read each time: the router may renumber the connection
             # while its first messages are emitted.)
-            wm: WireMessage = _new_tuple(WireMessage, (msg, self.id, where, frame, ts))
-            if msg.__class__ is DataRow and self._awaiting:
-                # The hot path of big results: a row of the current query's result.
-                counts[direction] += 1
-                if keep:
-                    self.messages.append(wm)
-                self._data_row(self._awaiting[0], wm)
+            wm: WireMessage = _new_tuple(WireMessage, (msg, self.id, self._frame_of(
+                direction, msg.offset), frame, ts))
+            if msg.__class__ is MalformedMessage:
+                self.malformed.append(wm)
             else:
-                if msg.__class__ is MalformedMessage:
-                    self.malformed.append(wm)
-                else:
-                    counts[direction] += 1
-                if keep:
-                    self.messages.append(wm)
-                self._pair(wm)
+                self.counts[direction] += 1
+            if self.keep_messages:
+                self.messages.append(wm)
+            self._pair(wm)
             if emit is not None:
                 emit(wm, self)
 
-    def _data_row(self, q: QueryExchange, wm: WireMessage) -> None:
+    def _data_rows(self, msgs: list[Message], i: int, direction: str, frame: int, ts: float,
+                   emit: Callable[[WireMessage, Connection], None] | None) -> int:
+        """Take the run of DataRows from ``msgs[i]`` (rows of the current query's
+        result: the hot path of big results); return the index after the run."""
+        n = len(msgs)
+        j = i + 1
+        while j < n and msgs[j].__class__ is DataRow:
+            j += 1
+        q = self._awaiting[0]
         results = q.results
         if results and results[-1].complete is None:
             result = results[-1]
@@ -314,18 +315,36 @@ class Connection:
             result = self._current_result(q)
         if result.formats_from_bind:
             self._bind_formats(q, result)
-        result.row_count += 1
-        if self.keep_rows:
-            limit = self.row_limit
-            if limit is None or result.row_count <= limit:
-                result.rows.append(wm)
-                q.responses.append(wm)
+        self.counts[direction] += j - i
+        keep, keep_rows, limit = self.keep_messages, self.keep_rows, self.row_limit
+        on_row = self.on_row
+        chunks = self._chunks[direction]
+        first = chunks[0] if chunks else None
+        for k in range(i, j):
+            msg = msgs[k]
+            offset = msg.offset
+            if first is not None and first.offset <= offset < first.end:
+                where = first.frame
             else:
-                result.last_row = wm  # rows beyond the limit: only the last is kept
-        self._last_row = wm
-        self._last_result = result
-        if self.on_row is not None:
-            self.on_row(self, result, wm)
+                where = self._frame_of(direction, offset)  # drops the chunks before offset
+                first = chunks[0] if chunks else None
+            wm: WireMessage = _new_tuple(WireMessage, (msg, self.id, where, frame, ts))
+            if keep:
+                self.messages.append(wm)
+            result.row_count += 1
+            if keep_rows:
+                if limit is None or result.row_count <= limit:
+                    result.rows.append(wm)
+                    q.responses.append(wm)
+                else:
+                    result.last_row = wm  # rows beyond the limit: only the last is kept
+            self._last_row = wm
+            self._last_result = result
+            if on_row is not None:
+                on_row(self, result, wm)
+            if emit is not None:
+                emit(wm, self)
+        return j
 
     def _new_query(self, kind: str, wm: WireMessage) -> QueryExchange:
         q = QueryExchange(self.query_count, self.id, kind, started=wm.ts)
@@ -448,9 +467,7 @@ class Connection:
             else:
                 self.startup.append(wm)
             return
-        if isinstance(msg, DataRow):
-            self._data_row(q, wm)
-            return
+        # (DataRows while a query is awaited never come here: see _data_rows.)
         q.responses.append(wm)
         if isinstance(msg, _ASYNC):
             return
