@@ -171,3 +171,14 @@ def test_record_a_small_capture(tmp_path: Path, pg_dsn: str) -> None:
 
     assert check.rows == 500 + rows(48) + rows(24) + rows(24)
     assert record_big.check_capture(out).rows == check.rows
+
+
+def test_live_benchmark_one_small_run(pg_dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
+    live = _load("live")
+    capture = "sniff" if os.geteuid() == 0 else "relay"
+    status = live.main(["--runs", "1", "--rows", "2000", "--dsn", pg_dsn, "--capture", capture,
+                        "--strict"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "2,000 DataRows, SELECT 2000, 0 gaps" in out
+    assert "live: 1/1 runs with no gap (2,000 rows each), target 1/1: met" in out
