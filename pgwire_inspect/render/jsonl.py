@@ -11,7 +11,26 @@ from typing import IO, Any
 
 from ..conversation import Connection, WireMessage
 from ..copydata import replication_message
-from ..protocol import CopyData, DataRow, RowDescription
+from ..protocol import (
+    BindComplete,
+    Close,
+    CloseComplete,
+    CommandComplete,
+    CopyData,
+    DataRow,
+    Describe,
+    EmptyQueryResponse,
+    Execute,
+    Flush,
+    NoData,
+    ParameterDescription,
+    Parse,
+    ParseComplete,
+    PortalSuspended,
+    ReadyForQuery,
+    RowDescription,
+    Sync,
+)
 from ..redact import MASK
 from ..types import type_name, value_to_json, value_to_text
 from ._policy import current
@@ -20,6 +39,14 @@ __all__ = ["JsonLinesWriter", "message_object"]
 
 
 TEXT_OID = 25
+#: Messages whose fields depend on their bytes alone (no secrets, no session
+#: state) and that recur byte for byte: their "fields" JSON is cached.
+_REPEATED = frozenset({
+    RowDescription, ReadyForQuery, CommandComplete, ParseComplete, BindComplete,
+    CloseComplete, NoData, EmptyQueryResponse, PortalSuspended, ParameterDescription,
+    Parse, Describe, Execute, Close, Sync, Flush,
+})
+_FIELDS_CACHED = 4096
 _MASK_JSON = encode_basestring(MASK)
 
 
@@ -109,14 +136,43 @@ class JsonLinesWriter:
         self.count = 0
         # connection number -> the start of its DataRow lines, up to "frame":
         self._row_prefixes: dict[int, str] = {}
+        # (connection number, direction, message name) -> the same, for other messages
+        self._prefixes: dict[tuple[int, str, str], str] = {}
+        # message bytes -> the JSON of its "fields" (messages of _REPEATED only)
+        self._fields: dict[bytes, str] = {}
 
     def message(self, wm: WireMessage, conn: Connection) -> None:
         """Write one message's object (usable as the decoder's ``emit`` callback)."""
-        if wm.message.__class__ is DataRow:
+        cls = wm.message.__class__
+        if cls is DataRow:
             self.out.write(self._data_row_line(wm, conn))
+            self.count += 1
+        elif cls in _REPEATED:
+            self.out.write(self._repeated_line(wm, conn))
             self.count += 1
         else:
             self.write(message_object(wm, conn))
+
+    def _repeated_line(self, wm: WireMessage, conn: Connection) -> str:
+        """The line of a message that recurs byte for byte (Sync, BindComplete, the same
+        RowDescription ...): its "fields" JSON is made once per distinct bytes."""
+        msg = wm.message
+        key = (wm.conn, msg.direction, msg.name)
+        prefix = self._prefixes.get(key)
+        if prefix is None:
+            prefix = self._prefixes[key] = json.dumps(
+                {"conn": wm.conn, "client": conn.client_text, "server": conn.server_text,
+                 "dir": msg.direction, "type": msg.name, "frame": 0},
+                ensure_ascii=False)[:-2]
+        fields = self._fields.get(msg.raw)
+        if fields is None:
+            if len(self._fields) >= _FIELDS_CACHED:
+                self._fields.clear()
+            obj = message_object(wm, conn)["fields"]
+            fields = self._fields[msg.raw] = json.dumps(obj, ensure_ascii=False, default=_default)
+        frame = "null" if wm.frame is None else wm.frame
+        return (f'{prefix}{frame}, "offset": {msg.offset}, "length": {msg.length}, '
+                f'"fields": {fields}}}\n')
 
     def _data_row_line(self, wm: WireMessage, conn: Connection) -> str:
         """The line :meth:`write` would give for ``message_object(wm, conn)`` of a DataRow,

@@ -1,0 +1,52 @@
+"""JSON lines: the fast paths write exactly what json.dumps of message_object writes."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from pgwire_inspect.capture import open_capture
+from pgwire_inspect.conversation import Connection, WireMessage
+from pgwire_inspect.decode import decode_frames
+from pgwire_inspect.redact import MASK, Redaction
+from pgwire_inspect.render import _policy
+from pgwire_inspect.render.jsonl import JsonLinesWriter, _default, message_object
+from tests.testpaths import CAPTURES
+
+
+def _lines(path: Path) -> tuple[list[str], list[str]]:
+    """(what the writer wrote, json.dumps of message_object), message by message."""
+    out = io.StringIO()
+    writer = JsonLinesWriter(out)
+    expected: list[str] = []
+
+    def emit(wm: WireMessage, conn: Connection) -> None:
+        expected.append(json.dumps(message_object(wm, conn), ensure_ascii=False,
+                                   default=_default) + "\n")
+        writer.message(wm, conn)
+
+    decode_frames(open_capture(path), ports=None, keep_messages=False, keep_rows=False,
+                  keep_queries=False, emit=emit)
+    return out.getvalue().splitlines(keepends=True), expected
+
+
+@pytest.mark.parametrize("name", ["psycopg-extended.pcap", "pgbench-prepared.pcap",
+                                  "asyncpg-cursor.pcap", "psycopg-copy.pcap",
+                                  "notices-errors.pcap", "psql-script.pcap"])
+def test_fast_lines_are_the_json_of_message_object(name: str) -> None:
+    written, expected = _lines(CAPTURES / name)
+    assert len(written) == len(expected) > 10
+    assert written == expected
+    types = {json.loads(line)["type"] for line in written}
+    assert {"DataRow", "RowDescription", "ReadyForQuery"} <= types
+
+
+def test_masked_columns_take_the_general_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    policy = Redaction(show_secrets=False, column_patterns=("*name*",))
+    monkeypatch.setattr(_policy, "_current", policy)
+    written, expected = _lines(CAPTURES / "orm-demo-psycopg2.pcap")
+    assert written == expected
+    assert any(f"\"{MASK}\"" in line for line in written if "\"DataRow\"" in line)
