@@ -10,6 +10,7 @@ capture's timestamps.
 
 from __future__ import annotations
 
+import functools
 import re
 from array import array
 from collections import Counter
@@ -34,6 +35,7 @@ EXACT_SAMPLES = 1000
 RELATIVE_ACCURACY = 0.005
 
 
+@functools.lru_cache(maxsize=8192)  # prepared statements send the same text again and again
 def normalize_sql(sql: str | None) -> str:
     """The query text with constants replaced by ``?`` and whitespace collapsed.
 
