@@ -138,6 +138,19 @@ class RunResult:
                 and self.tag == f"SELECT {rows}" and not self.error)
 
 
+def code_version() -> str:
+    """The git commit of the checkout, and whether pgwire_inspect/ differs from it."""
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain",
+                                "--untracked-files=no", "pgwire_inspect"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"git {head}" + (" with uncommitted changes in pgwire_inspect/" if dirty else "")
+
+
 def pgwire_inspect() -> list[str]:
     """The command that runs pgwire-inspect with this interpreter."""
     script = Path(sys.executable).parent / "pgwire-inspect"
@@ -265,7 +278,7 @@ def describe(r: RunResult, rows: int) -> str:
     said = "-" if r.tool_gaps is None else str(r.tool_gaps)
     lost = sum(g[2] for g in r.gaps)
     text = (f"  run {r.index}: capture saved at {r.saved_s:.1f} s, {end}; "
-            f"{r.frames:,} frames, {r.conn_bytes / MB:.1f} MB on the connection, "
+            f"{r.frames:,} frames (all connections), {r.conn_bytes / MB:.1f} MB on the ORM's one, "
             f"{r.rows:,} DataRows, {r.tag or 'no CommandComplete'}, "
             f"{len(r.gaps)} gaps ({lost} B lost; view said {said})")
     if r.other_gaps:
@@ -301,9 +314,10 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(args.keep) if args.keep else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         for i in range(1, args.runs + 1):
+            version = code_version()
             r = live_run(i, args, work)
             results.append(r)
-            log(describe(r, args.rows))
+            log(describe(r, args.rows) + f"  [code: {version}]")
     good = sum(r.ok(args.rows) for r in results)
     met = good == args.runs
     log(f"live: {good}/{args.runs} runs with no gap ({args.rows:,} rows each), "
