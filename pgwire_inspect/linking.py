@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from .conversation import Connection, QueryExchange, ResultSet, WireMessage
 from .orm import InstanceRecord, OrmRun, OrmStepResult, RecordedStatement
@@ -198,17 +201,22 @@ def link_run(run: OrmRun, conn: Connection | None) -> LinkedRun:
         for lq in step.queries:
             if lq.statement is not None:
                 rows_by_stmt[lq.statement.index] = lq.rows
+    # statement -> (class, identity) -> the first row that built that instance
+    builders: dict[int, dict[tuple[str, tuple[Any, ...]], LinkedRow]] = {}
+    for index, rows in rows_by_stmt.items():
+        first: dict[tuple[str, tuple[Any, ...]], LinkedRow] = {}
+        builders[index] = first
+        for r in rows:
+            if r.instance is not None and r.built:
+                first.setdefault((r.instance.class_name, r.instance.identity), r)
     seen: set[tuple[str, tuple[Any, ...]]] = set()
     for inst in all_instances:
         key = (inst.class_name, inst.identity)
         if key in seen:
             continue
         seen.add(key)
-        rows = rows_by_stmt.get(inst.statement, []) if inst.statement is not None else []
-        built = next((r for r in rows
-                      if r.instance is not None and r.built
-                      and (r.instance.class_name, r.instance.identity) == key), None)
-        linked.instances.append(LinkedInstance(inst, built))
+        by_key = builders.get(inst.statement, {}) if inst.statement is not None else {}
+        linked.instances.append(LinkedInstance(inst, by_key.get(key)))
     return linked
 
 
@@ -216,8 +224,64 @@ def _link_rows(conn: Connection, lq: LinkedQuery, st: RecordedStatement,
                instances: list[InstanceRecord]) -> None:
     for result in lq.query.results:
         names = [c.name for c in result.columns]
+        index = _InstanceIndex(st, instances, set(names))
         for n, row in enumerate(result.rows, 1):
             values = conn.decode_row(result, row)
             by_name = dict(zip(names, values, strict=False))
-            inst, built, cols = _instance_for(by_name, st, instances)
+            inst, built, cols = index.find(by_name)
             lq.rows.append(LinkedRow(result, row, n, values, inst, built, cols))
+
+
+#: Value types whose hash agrees with == across the types decoders and the ORM
+#: give (exact types: a subclass, e.g. a str Enum, may compare equal to a str
+#: while hashing differently).
+_INDEXABLE = frozenset({int, bool, float, str, bytes, Decimal, datetime, date, time,
+                        timedelta, UUID, type(None)})
+
+
+class _InstanceIndex:
+    """`_instance_for` over one result's rows, without scanning every instance per row.
+
+    Instances are indexed by the values of the attributes they would be
+    compared on; instances with values of other types are scanned as
+    `_instance_for` does. The answer for each row is the same: the first
+    matching instance built by ``st``, else the first other matching one.
+    """
+
+    def __init__(self, st: RecordedStatement, instances: list[InstanceRecord],
+                 columns: set[str]) -> None:
+        self.st = st
+        self.instances = instances
+        # keys (attribute, column) pairs -> values of the attributes -> positions
+        self.groups: dict[tuple[tuple[str, str], ...], dict[tuple[Any, ...], list[int]]] = {}
+        self.scanned: list[int] = []  # positions of instances that cannot be indexed
+        for pos, inst in enumerate(instances):
+            cols = st.attribute_columns.get(inst.class_name) or (
+                inst.columns if inst.statement == st.index else None)
+            if not cols:
+                continue
+            keys = tuple((a, c) for a, c in cols.items() if a in inst.attributes and c in columns)
+            if not keys:
+                continue
+            sig = tuple(inst.attributes[a] for a, _ in keys)
+            if all(type(v) in _INDEXABLE for v in sig):
+                self.groups.setdefault(keys, {}).setdefault(sig, []).append(pos)
+            else:
+                self.scanned.append(pos)
+
+    def find(self, values: dict[str, Any]) -> tuple[InstanceRecord | None, bool, dict[str, str]]:
+        """The instance the row ``values`` (by column name) built, as `_instance_for` says."""
+        candidates: list[int] = []
+        for keys, by_sig in self.groups.items():
+            try:
+                sig = tuple(values[c] for _, c in keys)
+            except KeyError:  # a short row: compare as _instance_for does
+                return _instance_for(values, self.st, self.instances)
+            if not all(type(v) in _INDEXABLE for v in sig):
+                return _instance_for(values, self.st, self.instances)
+            candidates += by_sig.get(sig, ())
+        if self.scanned:
+            candidates += self.scanned
+        if not candidates:
+            return None, False, {}
+        return _instance_for(values, self.st, [self.instances[p] for p in sorted(candidates)])

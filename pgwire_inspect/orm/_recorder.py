@@ -155,13 +155,18 @@ def _consume(value: Any) -> Any:
     return value
 
 
-def _flatten(value: Any, out: list[InstanceState[Any]], depth: int = 0) -> None:
-    """Collect the ORM instance states in a return value (rows, lists, tuples, dicts)."""
+def _flatten(value: Any, out: list[InstanceState[Any]], depth: int = 0,
+             seen: set[int] | None = None) -> None:
+    """Collect the ORM instance states in a return value (rows, lists, tuples, dicts),
+    each once, in the order met (``seen``: the ids of the states in ``out``)."""
     if value is None or depth > _FLATTEN_DEPTH or isinstance(value, (str, bytes)):
         return
+    if seen is None:
+        seen = {id(s) for s in out}
     state = inspect(value, raiseerr=False)
     if isinstance(state, InstanceState):
-        if all(state is not seen for seen in out):
+        if id(state) not in seen:
+            seen.add(id(state))
             out.append(state)
         return
     items: Any
@@ -172,7 +177,7 @@ def _flatten(value: Any, out: list[InstanceState[Any]], depth: int = 0) -> None:
     else:
         return
     for item in items:
-        _flatten(item, out, depth + 1)
+        _flatten(item, out, depth + 1, seen)
 
 
 def _short_repr(value: Any) -> str:
@@ -429,8 +434,10 @@ class Recorder:
             self.statements[statement].attribute_columns = self._attribute_columns(statement)
         returned = list(returned)
         records = [self._instance(s, index, result.statements, True) for s in returned]
+        seen = {id(s) for s in returned}  # (states, alive in `returned`: ids are unique)
         for state in self._step_loads:
-            if all(state is not r for r in returned):
+            if id(state) not in seen:
+                seen.add(id(state))
                 returned.append(state)
                 records.append(self._instance(state, index, result.statements, False))
         result.instances = records
