@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .capture import Frame, LiveCapture, RelayCapture
+from .capture import Frame, LiveCapture, RelayCapture, decode_frame
 from .conversation import Connection
 from .decode import Decoded, decode_frames
 from .errors import CaptureError
@@ -33,7 +33,8 @@ class LiveResult:
         run: the ORM side's record (None when the run was interrupted).
         decoded: the decoded capture, the ORM's connection only (every connection
             to the server when the run was interrupted before its port was known).
-        frames: the captured frames of that server (all connections), for --write-pcap.
+        frames: the captured frames of the ORM's connection, for --write-pcap (of
+            every connection to the server when its port was not learnt).
         closed: False when the connection's close was not seen before the timeout.
         notices: one-line remarks for the user.
         interrupted: the run was stopped by Ctrl-C (SIGINT).
@@ -185,6 +186,8 @@ def run_live(url: PreparedUrl, program: Sequence[OrmStep], *, iface: str | None 
         cap.stop()
     frames = cap.frames()
     client = run.client_port if run is not None else (ports[0] if ports else None)
+    if client is not None:  # other programs' connections to the server are not kept
+        frames = [f for f in frames if _on_port(f, client)]
     decoded = decode_frames(frames, ports=(url.port,),
                             client_ports=None if client is None else (client,),
                             keep_frames=True)
@@ -195,3 +198,12 @@ def run_live(url: PreparedUrl, program: Sequence[OrmStep], *, iface: str | None 
         notices.append("interrupted (Ctrl-C): the running query was cancelled; showing what "
                        "was captured until then")
     return LiveResult(run, decoded, frames, closed, notices, interrupted)
+
+
+def _on_port(frame: Frame, port: int) -> bool:
+    """Whether ``frame`` is a TCP segment from or to ``port``."""
+    try:
+        seg = decode_frame(frame)
+    except CaptureError:
+        return False
+    return seg is not None and port in (seg.sport, seg.dport)

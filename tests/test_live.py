@@ -52,3 +52,36 @@ def test_no_permission_to_sniff_falls_back_to_the_relay(pg_dsn: str,
 def test_is_local() -> None:
     assert _is_local("127.0.0.1") and _is_local("::1")
     assert not _is_local("203.0.113.9")  # TEST-NET-3: never this machine
+
+
+def test_only_the_orm_connection_is_kept_for_write_pcap(pg_dsn: str) -> None:
+    import threading
+
+    import psycopg
+
+    from pgwire_inspect.capture import decode_frame
+
+    url = prepare_url(pg_dsn)
+    ensure_demo_data(url)
+    stop = threading.Event()
+    started = threading.Event()
+
+    def other_program() -> None:  # another client of the same server, at the same time
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            while not stop.is_set():
+                conn.execute("select 'other-traffic'").fetchall()
+                started.set()
+
+    other = threading.Thread(target=other_program, daemon=True)
+    other.start()
+    assert started.wait(10)
+    try:
+        result = run_live(url, demo_program(), capture="sniff")
+    finally:
+        stop.set()
+        other.join(10)
+    check_demo(result)
+    port = result.run.client_port  # type: ignore[union-attr]
+    segs = [decode_frame(f) for f in result.frames]
+    assert segs and all(s is not None and port in (s.sport, s.dport) for s in segs)
+    assert not any(b"other-traffic" in f.data for f in result.frames)
