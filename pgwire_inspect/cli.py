@@ -155,9 +155,12 @@ def read(ctx: Ctx, capture: str, ports: tuple[int, ...], fmt: str, rows: int,
     elif fmt == "jsonl":
         from .render.jsonl import JsonLinesWriter
 
-        writer = JsonLinesWriter(sys.stdout)
-        decoded = decode_frames(frames, ports=port_set, keep_messages=False, keep_rows=False,
-                                keep_queries=False, emit=writer.message)
+        writer = JsonLinesWriter(sys.stdout, batch=256)
+        try:
+            decoded = decode_frames(frames, ports=port_set, keep_messages=False,
+                                    keep_rows=False, keep_queries=False, emit=writer.message)
+        finally:
+            writer.flush()
     else:
         decoded = decode_frames(frames, ports=port_set, keep_messages=False, row_limit=max(rows, 1))
         catalog = catalog_for(dsn, decoded) if dsn else None

@@ -129,11 +129,16 @@ class JsonLinesWriter:
 
     Args:
         out: the stream (stdout).
+        batch: lines written to ``out`` together (1: each line at once, for
+            consumers that follow the output live). With more, call `flush`
+            at the end, also after an error, so that no line is lost.
     """
 
-    def __init__(self, out: IO[str]) -> None:
+    def __init__(self, out: IO[str], batch: int = 1) -> None:
         self.out = out
         self.count = 0
+        self._batch = max(batch, 1)
+        self._pending: list[str] = []
         # connection number -> the start of its DataRow lines, up to "frame":
         self._row_prefixes: dict[int, str] = {}
         # (connection number, direction, message name) -> the same, for other messages
@@ -145,13 +150,26 @@ class JsonLinesWriter:
         """Write one message's object (usable as the decoder's ``emit`` callback)."""
         cls = wm.message.__class__
         if cls is DataRow:
-            self.out.write(self._data_row_line(wm, conn))
-            self.count += 1
+            self._line(self._data_row_line(wm, conn))
         elif cls in _REPEATED:
-            self.out.write(self._repeated_line(wm, conn))
-            self.count += 1
+            self._line(self._repeated_line(wm, conn))
         else:
             self.write(message_object(wm, conn))
+
+    def _line(self, line: str) -> None:
+        self.count += 1
+        if self._batch == 1:
+            self.out.write(line)
+            return
+        self._pending.append(line)
+        if len(self._pending) >= self._batch:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the lines held back (with ``batch`` > 1)."""
+        if self._pending:
+            self.out.write("".join(self._pending))
+            self._pending.clear()
 
     def _repeated_line(self, wm: WireMessage, conn: Connection) -> str:
         """The line of a message that recurs byte for byte (Sync, BindComplete, the same
@@ -218,8 +236,7 @@ class JsonLinesWriter:
 
     def write(self, obj: dict[str, Any]) -> None:
         """Write one object as a line; values JSON cannot hold become their text form."""
-        self.out.write(json.dumps(obj, ensure_ascii=False, default=_default) + "\n")
-        self.count += 1
+        self._line(json.dumps(obj, ensure_ascii=False, default=_default) + "\n")
 
 
 def _default(value: Any) -> Any:

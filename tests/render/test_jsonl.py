@@ -50,3 +50,30 @@ def test_masked_columns_take_the_general_path(monkeypatch: pytest.MonkeyPatch) -
     written, expected = _lines(CAPTURES / "orm-demo-psycopg2.pcap")
     assert written == expected
     assert any(f"\"{MASK}\"" in line for line in written if "\"DataRow\"" in line)
+
+
+def test_batched_lines_are_held_until_flush() -> None:
+    out = io.StringIO()
+    writer = JsonLinesWriter(out, batch=3)
+    writer.write({"n": 1})
+    writer.write({"n": 2})
+    assert out.getvalue() == "" and writer.count == 2
+    writer.write({"n": 3})
+    assert out.getvalue() == '{"n": 1}\n{"n": 2}\n{"n": 3}\n'
+    writer.write({"n": 4})
+    writer.flush()
+    writer.flush()
+    assert out.getvalue().splitlines()[-1] == '{"n": 4}' and writer.count == 4
+
+
+def test_read_writes_every_line_of_a_damaged_capture(zeek_dir: Path) -> None:
+    from click.testing import CliRunner
+
+    from pgwire_inspect.cli import cli
+
+    path = zeek_dir / "bad-backend-message-1.pcap"
+    res = CliRunner().invoke(cli, ["read", str(path), "--format", "jsonl"])
+    lines = [json.loads(line) for line in res.stdout.splitlines()]
+    written, _ = _lines(path)
+    assert len(lines) == len(written) > 0
+    assert "MalformedMessage" in {line["type"] for line in lines}
