@@ -173,6 +173,8 @@ class StatsCollector:
     def __init__(self) -> None:
         self.patterns: dict[str, PatternStats] = {}
         self.connections: dict[int, ConnectionStats] = {}
+        self._last_conn: Connection | None = None
+        self._last_stats = ConnectionStats(-1, "", "")
 
     def _conn(self, conn: Connection) -> ConnectionStats:
         cs = self.connections.get(conn.key)
@@ -183,7 +185,11 @@ class StatsCollector:
 
     def on_row(self, conn: Connection, result: ResultSet, row: WireMessage) -> None:
         """Decode one DataRow's values and count them."""
-        cs = self._conn(conn)
+        if conn is self._last_conn:  # rows come in runs of one connection
+            cs = self._last_stats
+        else:
+            cs = self._last_stats = self._conn(conn)
+            self._last_conn = conn
         cs.rows += 1
         errors = conn.value_errors
         cs.values += len(conn.decode_row(result, row))
