@@ -26,9 +26,9 @@ Each run:
    exactly ``rows`` DataRows and the CommandComplete ``SELECT rows``, and the
    tool's own view (when it finished) reported no gap either.
 
-The capture holds every connection to the server during the run (other
-clients' too); only the ORM's connection is judged, the others' gaps are
-counted apart.
+``--write-pcap`` keeps the ORM's connection only; were other connections
+in the capture, only the ORM's would be judged, the others' gaps counted
+apart.
 """
 
 from __future__ import annotations
@@ -278,7 +278,7 @@ def describe(r: RunResult, rows: int) -> str:
     said = "-" if r.tool_gaps is None else str(r.tool_gaps)
     lost = sum(g[2] for g in r.gaps)
     text = (f"  run {r.index}: capture saved at {r.saved_s:.1f} s, {end}; "
-            f"{r.frames:,} frames (all connections), {r.conn_bytes / MB:.1f} MB on the ORM's one, "
+            f"{r.frames:,} frames, {r.conn_bytes / MB:.1f} MB on the ORM's connection, "
             f"{r.rows:,} DataRows, {r.tag or 'no CommandComplete'}, "
             f"{len(r.gaps)} gaps ({lost} B lost; view said {said})")
     if r.other_gaps:
