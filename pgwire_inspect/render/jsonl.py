@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from json.encoder import encode_basestring
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from ..conversation import Connection, WireMessage
 from ..copydata import replication_message
@@ -31,6 +31,7 @@ from ..protocol import (
     RowDescription,
     Sync,
 )
+from ..protocol._accel import speedup
 from ..redact import MASK
 from ..types import type_name, value_to_json, value_to_text
 from ._policy import current
@@ -39,6 +40,8 @@ __all__ = ["JsonLinesWriter", "message_object"]
 
 
 TEXT_OID = 25
+#: render/_speedups.c's JSON line of an all-text DataRow, or None (pure Python).
+_c_json_data_row = speedup(__name__.rpartition(".")[0] + "._speedups", "json_data_row")
 #: Messages whose fields depend on their bytes alone (no secrets, no session
 #: state) and that recur byte for byte: their "fields" JSON is cached.
 _REPEATED = frozenset({
@@ -207,6 +210,10 @@ class JsonLinesWriter:
         row: tuple[bytes | None, ...] = msg.values  # type: ignore[attr-defined]
         frame = "null" if wm.frame is None else wm.frame
         if plain and conn.decoder.utf8:
+            if _c_json_data_row is not None:
+                line = _c_json_data_row(prefix, wm.frame, msg.offset, msg.length, row)
+                if line is not None:
+                    return cast(str, line)
             try:
                 values_json = ", ".join([
                     "null" if raw is None else encode_basestring(raw.decode()) for raw in row])

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pgwire_inspect.capture import open_capture
 from pgwire_inspect.conversation import Connection, WireMessage
 from pgwire_inspect.decode import decode_frames
 from pgwire_inspect.redact import MASK, Redaction
-from pgwire_inspect.render import _policy
+from pgwire_inspect.render import _policy, jsonl
 from pgwire_inspect.render.jsonl import JsonLinesWriter, _default, message_object
 from tests.testpaths import CAPTURES
 
@@ -77,3 +80,34 @@ def test_read_writes_every_line_of_a_damaged_capture(zeek_dir: Path) -> None:
     written, _ = _lines(path)
     assert len(lines) == len(written) > 0
     assert "MalformedMessage" in {line["type"] for line in lines}
+
+
+_c_line = jsonl._c_json_data_row
+
+
+@pytest.mark.skipif(_c_line is None and os.environ.get("CI") != "true",
+                    reason="the C speed-up is not built here")
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(st.lists(st.one_of(st.none(), st.binary(max_size=30),
+                          st.text(max_size=20).map(lambda t: t.encode("utf-8", "surrogatepass")),
+                          st.sampled_from([b'"', b"\\", b"\x00\x1f\x7f", b"\n\r\t\x08\x0c",
+                                           "é€😀\u2028".encode(), b"\xed\xa0\x80"])),
+                max_size=6),
+       st.one_of(st.none(), st.integers(0, 2**40)), st.integers(0, 2**40),
+       st.text(max_size=8))
+def test_the_c_json_line_is_json_dumps(values: list[bytes | None], frame: int | None,
+                                       offset: int, client: str) -> None:
+    assert _c_line is not None
+    head = {"conn": 3, "client": client, "server": "127.0.0.1:5432", "dir": "B",
+            "type": "DataRow", "frame": 0}
+    prefix = json.dumps(head, ensure_ascii=False)[:-2]
+    line = _c_line(prefix, frame, offset, 77, tuple(values))
+    try:
+        texts = [None if v is None else v.decode() for v in values]
+    except UnicodeDecodeError:
+        assert line is None  # the Python path says what is wrong
+        return
+    fields = {"values": texts, "raw": [None if v is None else v.hex() for v in values]}
+    expected = json.dumps({**head, "frame": frame, "offset": offset, "length": 77,
+                           "fields": fields}, ensure_ascii=False) + "\n"
+    assert line == expected
