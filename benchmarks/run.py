@@ -63,6 +63,7 @@ from pgwire_inspect.reassembly import (  # noqa: E402
     StreamData,
     StreamGap,
 )
+from pgwire_inspect.render import jsonl as jsonl_view  # noqa: E402
 
 MB = 1_000_000
 #: The targets (see the module docstring).
@@ -440,8 +441,10 @@ def main(argv: list[str] | None = None) -> int:
     log = print
 
     capture = ensure_capture(args, log)
-    log(f"code: {code_version()}; C speed-up of DataRow runs: "
-        f"{'in use' if SPEEDUPS else 'not built (pure Python)'}")
+    json_c = jsonl_view._c_json_data_row is not None
+    log(f"code: {code_version()}; C speed-ups: DataRow runs "
+        f"{'in use' if SPEEDUPS else 'off (pure Python)'}, JSON lines of DataRows "
+        f"{'in use' if json_c else 'off (pure Python)'}")
     size = capture.stat().st_size
     log(f"capture: {capture} ({size / MB:.1f} MB)")
     server_port = args.port or 5432
