@@ -31,18 +31,22 @@ __all__ = ["render_capture", "render_connection_list", "render_query", "render_r
 
 
 def render_connection_list(console: Console, decoded: Decoded) -> None:
-    """A table of the connections found."""
-    table = Table(title=f"{len(decoded.connections)} connection(s) in {decoded.frames} frames",
+    """A table of the connections found (one server: named in the title, not on each row)."""
+    servers = {c.server_text for c in decoded.connections}
+    one_server = len(servers) == 1
+    to = f" to {next(iter(servers))}" if one_server else ""
+    table = Table(title=f"{len(decoded.connections)} connection(s){to} in {decoded.frames} frames",
                   title_justify="left", box=box.SIMPLE_HEAD, title_style="bold")
     table.add_column("conn", justify="right", no_wrap=True)
-    table.add_column("client → server", overflow="fold")
+    table.add_column("client" if one_server else "client → server", overflow="fold")
     table.add_column("first\nframe", justify="right", no_wrap=True)
     table.add_column("messages\nF / B", justify="right", no_wrap=True)
     table.add_column("queries", justify="right", no_wrap=True)
     table.add_column("what it holds", overflow="fold", min_width=12)
     for c in decoded.connections:
         verdict = c.verdict
-        table.add_row(str(c.id), f"{c.client_text} → {c.server_text}", str(c.first_frame),
+        where = c.client_text if one_server else f"{c.client_text} → {c.server_text}"
+        table.add_row(str(c.id), where, str(c.first_frame),
                       f"{c.counts['F']} / {c.counts['B']}", str(len(c.queries)),
                       Text(verdict, style="green" if verdict == "PostgreSQL" else "yellow"))
     console.print(table)
