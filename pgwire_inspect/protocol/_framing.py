@@ -267,9 +267,12 @@ class StreamParser:
         st = self.state
         d = self.direction
         if d in st.encrypted_from:
-            if self._resync_reason is not None and self.offset > self._resync_start:
-                # Garbage scanned before the switch is reported, not counted as encrypted.
-                return self._report_skipped(resumed=True)
+            if self._resync_reason is not None:
+                if self.offset > self._resync_start:
+                    # Garbage scanned before the switch is reported, not counted as encrypted.
+                    return self._report_skipped(resumed=True)
+                # Reported up to here already: what follows is encrypted, not garbage.
+                self._resync_reason = None
             if st.encrypted_from[d] < 0:
                 st.encrypted_from[d] = self.offset
             n = len(self._buf) - self._pos

@@ -129,3 +129,24 @@ def test_where_decoding_resumes_does_not_depend_on_chunks() -> None:
     whole = outline([stream])
     assert outline([stream[:19], stream[19:]]) == whole
     assert outline([stream[i : i + 1] for i in range(len(stream))]) == whole
+
+
+def test_a_byte_after_a_long_skip_is_not_counted_twice_when_tls_starts() -> None:
+    """SSLRequest, 65,660 bytes missing (a chunk of skipped bytes is reported at 64 KiB),
+    one more byte, then the 'S' answer: that byte is encrypted, not also skipped."""
+    cp = ConnectionParser()
+    f = cp.frontend
+    f.receive_data(SSL_REQUEST)
+    assert [type(m) for m in drain(f)] == [SSLRequest]
+    f.receive_gap(268)
+    for _ in range(122):
+        f.receive_gap(536)
+    f.receive_data(b"=")
+    skipped = drain(f)
+    assert [(m.offset, m.end) for m in skipped] == [(8, 65668)]
+    cp.backend.receive_data(b"S")
+    assert [type(m) for m in drain(cp.backend)] == [SSLResponse]
+    f.finish()
+    assert drain(f) == [] and drain(f) == []
+    assert (cp.state.encrypted_from["F"], cp.state.encrypted_bytes["F"]) == (65668, 1)
+    assert f.offset == 8 + 65660 + 1
