@@ -76,6 +76,10 @@ def cli(ctx: click.Context, debug: bool, no_color: bool) -> None:
               show_default=True, help="Tables for people, JSON lines for scripts.")
 @click.option("--rows", type=int, default=5, show_default=True,
               help="DataRows shown per result (the last one is shown too).")
+@click.option("--queries", "max_queries", type=click.IntRange(min=0), default=20,
+              show_default=True,
+              help="Queries shown per connection in the table view (0: all); the others are "
+                   "counted. --stats summarizes them all.")
 @click.option("--dsn", help="Resolve table and type OIDs to names from this server's catalog.")
 @click.option("--write-pcap", type=click.Path(dir_okay=False),
               help="Write the frames read to a pcap file (with --redact: secrets masked).")
@@ -93,7 +97,8 @@ def cli(ctx: click.Context, debug: bool, no_color: bool) -> None:
 @click.pass_obj
 @guarded
 def read(ctx: Ctx, capture: str, ports: tuple[int, ...], fmt: str, rows: int,
-         dsn: str | None, write_pcap: str | None, redact: bool, linktype: int | None,
+         max_queries: int, dsn: str | None, write_pcap: str | None, redact: bool,
+         linktype: int | None,
          stats: bool, show_secrets: bool, redact_columns: tuple[str, ...], hexdump: bool,
          explain: bool, frame_numbers: tuple[int, ...], conn_number: int | None,
          query_number: int | None, message_types: str | None, max_frames: int,
@@ -162,7 +167,8 @@ def read(ctx: Ctx, capture: str, ports: tuple[int, ...], fmt: str, rows: int,
         finally:
             writer.flush()
     else:
-        decoded = decode_frames(frames, ports=port_set, keep_messages=False, row_limit=max(rows, 1))
+        decoded = decode_frames(frames, ports=port_set, keep_messages=False,
+                                row_limit=max(rows, 1), query_limit=max_queries or None)
         catalog = catalog_for(dsn, decoded) if dsn else None
         render_capture(ctx.out, decoded, rows=rows, catalog=catalog)
     for problem in list(getattr(cap, "problems", [])) + decoded.problems:

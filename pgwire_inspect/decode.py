@@ -192,6 +192,7 @@ def decode_frames(
     on_row: Callable[[Connection, ResultSet, WireMessage], None] | None = None,
     on_query: Callable[[Connection, QueryExchange], None] | None = None,
     row_limit: int | None = None,
+    query_limit: int | None = None,
 ) -> Decoded:
     """Decode frames into connections and queries.
 
@@ -210,6 +211,8 @@ def decode_frames(
         keep_rows, keep_queries, on_row, on_query: for consumers of huge captures
             that keep nothing and count in callbacks (see `Connection`).
         row_limit: keep only this many rows of each result (and the last one).
+        query_limit: keep only this many queries of each connection (all are counted
+            in `Connection.query_count`).
 
     Returns:
         The `Decoded` result. Frames that cannot be decoded are counted in
@@ -219,7 +222,7 @@ def decode_frames(
     out = Decoded()
     builder = ConversationBuilder(keep_messages=keep_messages, keep_rows=keep_rows,
                                   keep_queries=keep_queries, on_row=on_row, on_query=on_query,
-                                  row_limit=row_limit)
+                                  row_limit=row_limit, query_limit=query_limit)
     router = _Router(ports is None, emit, builder)
     reasm = Reassembler(server_ports=ports, hint_ports=DEFAULT_PORTS)
     tracked: set[int] = set()

@@ -82,7 +82,8 @@ class Connection:
         decoder: a `ValueDecoder` that follows the session's ParameterStatus.
 
     Options: ``row_limit`` keeps only the first rows of each result (and the last,
-    in `ResultSet.last_row`) for views of huge results; ``keep_messages``,
+    in `ResultSet.last_row`) for views of huge results; ``query_limit`` keeps
+    only the first queries (`query_count` counts them all); ``keep_messages``,
     ``keep_rows`` (DataRows on their result sets) and
     ``keep_queries`` (on `queries`) keep what the views need; ``on_row(conn,
     result, row)`` is called for each DataRow and ``on_query(conn, query)`` when
@@ -94,7 +95,7 @@ class Connection:
                  keep_rows: bool = True, keep_queries: bool = True,
                  on_row: Callable[[Connection, ResultSet, WireMessage], None] | None = None,
                  on_query: Callable[[Connection, QueryExchange], None] | None = None,
-                 row_limit: int | None = None) -> None:
+                 row_limit: int | None = None, query_limit: int | None = None) -> None:
         self.id = conn
         #: The number the caller opened it with (`id` may be renumbered for display).
         self.key = conn
@@ -109,6 +110,8 @@ class Connection:
         self.keep_rows = keep_rows
         #: Rows kept per result (the first ones, and the last in `ResultSet.last_row`).
         self.row_limit = row_limit
+        #: Queries kept in `queries`, at most (None: all).
+        self.query_limit = query_limit
         self.keep_queries = keep_queries
         self.on_row = on_row
         self.on_query = on_query
@@ -349,7 +352,8 @@ class Connection:
     def _new_query(self, kind: str, wm: WireMessage) -> QueryExchange:
         q = QueryExchange(self.query_count, self.id, kind, started=wm.ts)
         self.query_count += 1
-        if self.keep_queries:
+        if self.keep_queries and (self.query_limit is None
+                                  or len(self.queries) < self.query_limit):
             self.queries.append(q)
         self._awaiting.append(q)
         return q

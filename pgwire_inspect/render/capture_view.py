@@ -47,7 +47,7 @@ def render_connection_list(console: Console, decoded: Decoded) -> None:
         verdict = c.verdict
         where = c.client_text if one_server else f"{c.client_text} → {c.server_text}"
         table.add_row(str(c.id), where, str(c.first_frame),
-                      f"{c.counts['F']} / {c.counts['B']}", str(len(c.queries)),
+                      f"{c.counts['F']} / {c.counts['B']}", str(c.query_count),
                       Text(verdict, style="green" if verdict == "PostgreSQL" else "yellow"))
     console.print(table)
 
@@ -115,6 +115,10 @@ def render_query(console: Console, conn: Connection, q: QueryExchange, *, rows: 
     console.print()
 
 
+def _plural(n: int, noun: str) -> str:
+    return noun if n == 1 else ("queries" if noun == "query" else noun + "s")
+
+
 def render_capture(console: Console, decoded: Decoded, *, rows: int = 5,
                    catalog: Catalog | None = None) -> None:
     """The whole `read` view of a decoded capture."""
@@ -129,6 +133,10 @@ def render_capture(console: Console, decoded: Decoded, *, rows: int = 5,
             if q.index + 1 < conn.query_count:
                 for wm in conn.idle_after(q.index):
                     console.print(message_line(wm, current().summary(wm.message)))
+        hidden = conn.query_count - len(conn.queries)
+        if hidden > 0:
+            console.print(Text(f"  … {hidden:,} more {_plural(hidden, 'query')} (--queries N "
+                               f"to show more, --stats for a summary)", style="yellow"))
         for wm in conn.trailing:
             detail = ("the frontend closes the connection" if wm.name == "Terminate"
                       else current().summary(wm.message))

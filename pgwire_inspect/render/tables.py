@@ -76,7 +76,7 @@ def connection_header(conn: Connection) -> Text:
     text.append(f"Connection {conn.id}", style="bold")
     text.append(f"  {conn.client_text} → {conn.server_text}")
     text.append(f"  first frame {conn.first_frame}")
-    queries = len(conn.queries)
+    queries = conn.query_count
     text.append(f"  {queries} quer{'y' if queries == 1 else 'ies'}")
     verdict = conn.verdict
     style = "green" if verdict == "PostgreSQL" else "yellow"
