@@ -148,7 +148,7 @@ def read(ctx: Ctx, capture: str, ports: tuple[int, ...], fmt: str, rows: int,
 
         collector = StatsCollector()
         decoded = decode_frames(frames, ports=port_set, keep_messages=False, keep_rows=False,
-                                keep_queries=False, on_row=collector.on_row,
+                                keep_queries=False, on_rows=collector.on_rows,
                                 on_query=collector.on_query)
         collector.finish(decoded.connections)
         if fmt == "jsonl":

@@ -193,6 +193,7 @@ def decode_frames(
     on_query: Callable[[Connection, QueryExchange], None] | None = None,
     row_limit: int | None = None,
     query_limit: int | None = None,
+    on_rows: Callable[[Connection, ResultSet, list[WireMessage]], None] | None = None,
 ) -> Decoded:
     """Decode frames into connections and queries.
 
@@ -208,8 +209,8 @@ def decode_frames(
         keep_messages: keep every message on its connection (the table views need it).
         keep_frames: keep the frames themselves in `Decoded.kept_frames`.
         emit: called with each message and its connection as it is decoded, in order.
-        keep_rows, keep_queries, on_row, on_query: for consumers of huge captures
-            that keep nothing and count in callbacks (see `Connection`).
+        keep_rows, keep_queries, on_row, on_rows, on_query: for consumers of huge
+            captures that keep nothing and count in callbacks (see `Connection`).
         row_limit: keep only this many rows of each result (and the last one).
         query_limit: keep only this many queries of each connection (all are counted
             in `Connection.query_count`).
@@ -222,7 +223,8 @@ def decode_frames(
     out = Decoded()
     builder = ConversationBuilder(keep_messages=keep_messages, keep_rows=keep_rows,
                                   keep_queries=keep_queries, on_row=on_row, on_query=on_query,
-                                  row_limit=row_limit, query_limit=query_limit)
+                                  row_limit=row_limit, query_limit=query_limit,
+                                  on_rows=on_rows)
     router = _Router(ports is None, emit, builder)
     reasm = Reassembler(server_ports=ports, hint_ports=DEFAULT_PORTS)
     tracked: set[int] = set()

@@ -166,7 +166,7 @@ class StatsCollector:
     """Collects statistics from `decode_frames` callbacks.
 
     Use ``decode_frames(frames, keep_messages=False, keep_rows=False,
-    keep_queries=False, on_row=c.on_row, on_query=c.on_query)`` then
+    keep_queries=False, on_rows=c.on_rows, on_query=c.on_query)`` then
     ``c.finish(decoded.connections)``.
     """
 
@@ -193,6 +193,19 @@ class StatsCollector:
         cs.rows += 1
         errors = conn.value_errors
         cs.values += len(conn.decode_row(result, row))
+        cs.value_errors += conn.value_errors - errors
+
+    def on_rows(self, conn: Connection, result: ResultSet, rows: list[WireMessage]) -> None:
+        """Decode the values of a run of DataRows of one result and count them
+        (`on_row` for many rows: pass one or the other to `decode_frames`)."""
+        if conn is self._last_conn:
+            cs = self._last_stats
+        else:
+            cs = self._last_stats = self._conn(conn)
+            self._last_conn = conn
+        cs.rows += len(rows)
+        errors = conn.value_errors
+        cs.values += sum(map(len, conn.decode_rows(result, rows)))
         cs.value_errors += conn.value_errors - errors
 
     def on_query(self, conn: Connection, q: QueryExchange) -> None:

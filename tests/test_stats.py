@@ -119,3 +119,33 @@ def test_cli_stats_json(zeek_dir: Path) -> None:
     assert summary["type"] == "Stats"
     assert summary["connections"][0]["errors"] == 2
     assert sum(p["errors"] for p in summary["queries"]) == 2
+
+
+def test_rows_counted_in_runs_or_one_by_one_alike() -> None:
+    from tests.testpaths import CAPTURES
+
+    for name in ("psycopg-extended.pcap", "asyncpg-cursor.pcap", "psycopg2-simple.pcap",
+                 "psycopg-copy.pcap"):
+        summaries = []
+        for run in ("on_row", "on_rows"):
+            c = StatsCollector()
+            decoded = decode_frames(open_capture(CAPTURES / name), ports=None,
+                                    keep_messages=False, keep_rows=False, keep_queries=False,
+                                    on_query=c.on_query, **{run: getattr(c, run)})
+            c.finish(decoded.connections)
+            summaries.append(c.as_json())
+        assert summaries[0] == summaries[1]
+        assert sum(cs["values"] for cs in summaries[0]["connections"]) > 0
+
+
+def test_decode_rows_is_decode_row_for_each() -> None:
+    from tests.testpaths import CAPTURES
+
+    for name in ("psycopg-extended.pcap", "asyncpg-cursor.pcap", "orm-demo-psycopg.pcap"):
+        decoded = decode_frames(open_capture(CAPTURES / name), ports=None)
+        for conn in decoded.connections:
+            for q in conn.queries:
+                for r in q.results:
+                    if r.rows:
+                        assert [list(v) for v in conn.decode_rows(r, r.rows)] == [
+                            conn.decode_row(r, row) for row in r.rows]

@@ -16,7 +16,7 @@ class ConversationBuilder:
     Args:
         keep_messages: keep every message on its connection (needed by the
             table views; a streaming consumer passes False and uses ``emit``).
-        keep_rows, keep_queries, on_row, on_query, row_limit, query_limit: see
+        keep_rows, keep_queries, on_row, on_rows, on_query, row_limit, query_limit: see
             `Connection`; a consumer of huge captures keeps neither rows nor
             queries and counts them in the callbacks, so memory stays bounded.
         emit: called with each decoded message and its connection, in decoding order.
@@ -27,7 +27,9 @@ class ConversationBuilder:
                  keep_rows: bool = True, keep_queries: bool = True,
                  on_row: Callable[[Connection, ResultSet, WireMessage], None] | None = None,
                  on_query: Callable[[Connection, QueryExchange], None] | None = None,
-                 row_limit: int | None = None, query_limit: int | None = None) -> None:
+                 row_limit: int | None = None, query_limit: int | None = None,
+                 on_rows: Callable[[Connection, ResultSet, list[WireMessage]], None] | None = None
+                 ) -> None:
         self.connections: list[Connection] = []
         self._by_id: dict[int, Connection] = {}
         self.keep_messages = keep_messages
@@ -36,7 +38,7 @@ class ConversationBuilder:
         self.emit_for: dict[int, Callable[[WireMessage, Connection], None] | None] = {}
         self.options = {"keep_rows": keep_rows, "keep_queries": keep_queries,
                         "on_row": on_row, "on_query": on_query, "row_limit": row_limit,
-                        "query_limit": query_limit}
+                        "query_limit": query_limit, "on_rows": on_rows}
 
     def open(self, conn: int, client: tuple[str, int], server: tuple[str, int], frame: int,
              ts: float, handshake: bool) -> Connection:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,7 +86,8 @@ class Connection:
     only the first queries (`query_count` counts them all); ``keep_messages``,
     ``keep_rows`` (DataRows on their result sets) and
     ``keep_queries`` (on `queries`) keep what the views need; ``on_row(conn,
-    result, row)`` is called for each DataRow and ``on_query(conn, query)`` when
+    result, row)`` is called for each DataRow (``on_rows(conn, result, rows)``
+    once for each run of DataRows of one result, after them) and ``on_query(conn, query)`` when
     a query's ReadyForQuery arrives, for consumers that keep nothing.
     """
 
@@ -95,7 +96,9 @@ class Connection:
                  keep_rows: bool = True, keep_queries: bool = True,
                  on_row: Callable[[Connection, ResultSet, WireMessage], None] | None = None,
                  on_query: Callable[[Connection, QueryExchange], None] | None = None,
-                 row_limit: int | None = None, query_limit: int | None = None) -> None:
+                 row_limit: int | None = None, query_limit: int | None = None,
+                 on_rows: Callable[[Connection, ResultSet, list[WireMessage]], None] | None = None
+                 ) -> None:
         self.id = conn
         #: The number the caller opened it with (`id` may be renumbered for display).
         self.key = conn
@@ -114,6 +117,7 @@ class Connection:
         self.query_limit = query_limit
         self.keep_queries = keep_queries
         self.on_row = on_row
+        self.on_rows = on_rows
         self.on_query = on_query
         #: Queries seen (also when they are not kept).
         self.query_count = 0
@@ -321,6 +325,7 @@ class Connection:
         self.counts[direction] += j - i
         keep, keep_rows, limit = self.keep_messages, self.keep_rows, self.row_limit
         on_row = self.on_row
+        batch: list[WireMessage] | None = [] if self.on_rows is not None else None
         chunks = self._chunks[direction]
         first = chunks[0] if chunks else None
         for k in range(i, j):
@@ -345,8 +350,12 @@ class Connection:
             self._last_result = result
             if on_row is not None:
                 on_row(self, result, wm)
+            if batch is not None:
+                batch.append(wm)
             if emit is not None:
                 emit(wm, self)
+        if batch and self.on_rows is not None:
+            self.on_rows(self, result, batch)
         return j
 
     def _new_query(self, kind: str, wm: WireMessage) -> QueryExchange:
@@ -537,12 +546,7 @@ class Connection:
         msg = row.message
         assert isinstance(msg, DataRow)
         decoder = self.decoder
-        cached = result._decode_plan
-        if cached is None or cached[0] != decoder.generation:
-            types = [(c.type_oid, result.formats[i] if i < len(result.formats) else 0)
-                     for i, c in enumerate(result.columns)]
-            cached = result._decode_plan = (decoder.generation, types, decoder.row_plan(types),
-                                            decoder.sequence_loader(types))
+        cached = self._decode_plan(result)
         _, types, plan, load_row = cached
         values = msg.values
         if len(values) != len(plan):
@@ -571,6 +575,42 @@ class Connection:
                 append(exc)
                 self.value_errors += 1
         return out
+
+    def decode_rows(self, result: ResultSet, rows: list[WireMessage]) -> list[Sequence[Any]]:
+        """`decode_row` for several DataRows of ``result``, faster for big runs.
+
+        Returns:
+            One sequence of values per row (a tuple when every value loaded,
+            else the list `decode_row` gives).
+        """
+        _, types, _, load_row = self._decode_plan(result)
+        if load_row is None:
+            return [self.decode_row(result, wm) for wm in rows]
+        n = len(types)
+        out: list[Sequence[Any]] = []
+        append = out.append
+        for wm in rows:
+            values = wm.message.values  # type: ignore[attr-defined]
+            if len(values) == n:
+                try:
+                    append(load_row(values))
+                    continue
+                except Exception:
+                    pass
+            append(self.decode_row(result, wm))
+        return out
+
+    def _decode_plan(self, result: ResultSet) -> Any:
+        """(decoder generation, (OID, format) per column, loader per column, row loader or
+        None), cached on the result until session state changes the loaders."""
+        decoder = self.decoder
+        cached = result._decode_plan
+        if cached is None or cached[0] != decoder.generation:
+            types = [(c.type_oid, result.formats[i] if i < len(result.formats) else 0)
+                     for i, c in enumerate(result.columns)]
+            cached = result._decode_plan = (decoder.generation, types, decoder.row_plan(types),
+                                            decoder.sequence_loader(types))
+        return cached
 
     def column_type(self, column: Column) -> str:
         """The column's type name with its typmod, e.g. ``varchar(40)``."""
