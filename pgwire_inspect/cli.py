@@ -163,7 +163,8 @@ def read(ctx: Ctx, capture: str, ports: tuple[int, ...], fmt: str, rows: int,
         writer = JsonLinesWriter(sys.stdout, batch=256)
         try:
             decoded = decode_frames(frames, ports=port_set, keep_messages=False,
-                                    keep_rows=False, keep_queries=False, emit=writer.message)
+                                    keep_rows=False, keep_queries=False, emit=writer.message,
+                                    emit_rows=writer.rows)
         finally:
             writer.flush()
     else:

@@ -116,9 +116,12 @@ class _Router:
     """
 
     def __init__(self, auto: bool, emit: Callable[[WireMessage, Connection], None] | None,
-                 builder: ConversationBuilder) -> None:
+                 builder: ConversationBuilder,
+                 emit_rows: Callable[[Connection, ResultSet, list[WireMessage]], None] | None
+                 ) -> None:
         self.auto = auto
         self.emit = emit
+        self.emit_rows = emit_rows
         self.builder = builder
         self.next_id = 0
         self.state: dict[int, str] = {}  # builder key -> "pending" | "shown" | "ignored"
@@ -136,6 +139,8 @@ class _Router:
     def _show(self, key: int, conn: Connection) -> None:
         self.state[key] = "shown"
         self.builder.emit_for[key] = self.emit  # its next messages skip the router
+        if self.emit is not None:
+            conn.emit_rows = self.emit_rows
         conn.id = self.next_id
         self.next_id += 1
         waiting = self.waiting.pop(key, [])
@@ -194,6 +199,7 @@ def decode_frames(
     row_limit: int | None = None,
     query_limit: int | None = None,
     on_rows: Callable[[Connection, ResultSet, list[WireMessage]], None] | None = None,
+    emit_rows: Callable[[Connection, ResultSet, list[WireMessage]], None] | None = None,
 ) -> Decoded:
     """Decode frames into connections and queries.
 
@@ -209,6 +215,9 @@ def decode_frames(
         keep_messages: keep every message on its connection (the table views need it).
         keep_frames: keep the frames themselves in `Decoded.kept_frames`.
         emit: called with each message and its connection as it is decoded, in order.
+        emit_rows: with ``emit``, called instead of it for each run of DataRows of
+            one result (with the connection, the result and the rows), once the
+            connection is known to be PostgreSQL; messages stay in order.
         keep_rows, keep_queries, on_row, on_rows, on_query: for consumers of huge
             captures that keep nothing and count in callbacks (see `Connection`).
         row_limit: keep only this many rows of each result (and the last one).
@@ -225,7 +234,7 @@ def decode_frames(
                                   keep_queries=keep_queries, on_row=on_row, on_query=on_query,
                                   row_limit=row_limit, query_limit=query_limit,
                                   on_rows=on_rows)
-    router = _Router(ports is None, emit, builder)
+    router = _Router(ports is None, emit, builder, emit_rows)
     reasm = Reassembler(server_ports=ports, hint_ports=DEFAULT_PORTS)
     tracked: set[int] = set()
 

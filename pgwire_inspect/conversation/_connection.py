@@ -119,6 +119,9 @@ class Connection(RowDecoding):
         self.keep_queries = keep_queries
         self.on_row = on_row
         self.on_rows = on_rows
+        #: Called with (connection, result, rows) for each run of DataRows instead
+        #: of the per-message ``emit`` (set by whoever emits, e.g. the JSON writer).
+        self.emit_rows: Callable[[Connection, ResultSet, list[WireMessage]], None] | None = None
         self.on_query = on_query
         #: Queries seen (also when they are not kept).
         self.query_count = 0
@@ -326,7 +329,11 @@ class Connection(RowDecoding):
         self.counts[direction] += j - i
         keep, keep_rows, limit = self.keep_messages, self.keep_rows, self.row_limit
         on_row = self.on_row
-        batch: list[WireMessage] | None = [] if self.on_rows is not None else None
+        emit_rows = self.emit_rows if emit is not None else None
+        if emit_rows is not None:
+            emit = None  # the run goes to emit_rows, at its end
+        batch: list[WireMessage] | None = (
+            [] if self.on_rows is not None or emit_rows is not None else None)
         chunks = self._chunks[direction]
         first = chunks[0] if chunks else None
         for k in range(i, j):
@@ -355,8 +362,11 @@ class Connection(RowDecoding):
                 batch.append(wm)
             if emit is not None:
                 emit(wm, self)
-        if batch and self.on_rows is not None:
-            self.on_rows(self, result, batch)
+        if batch:
+            if self.on_rows is not None:
+                self.on_rows(self, result, batch)
+            if emit_rows is not None:
+                emit_rows(self, result, batch)
         return j
 
     def _new_query(self, kind: str, wm: WireMessage) -> QueryExchange:

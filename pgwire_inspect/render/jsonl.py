@@ -9,7 +9,7 @@ import json
 from json.encoder import encode_basestring
 from typing import IO, Any, cast
 
-from ..conversation import Connection, WireMessage
+from ..conversation import Connection, ResultSet, WireMessage
 from ..copydata import replication_message
 from ..protocol import (
     BindComplete,
@@ -168,6 +168,15 @@ class JsonLinesWriter:
         if len(self._pending) >= self._batch:
             self.flush()
 
+    def _lines(self, lines: list[str]) -> None:
+        self.count += len(lines)
+        if self._batch == 1:
+            self.out.write("".join(lines))
+            return
+        self._pending += lines
+        if len(self._pending) >= self._batch:
+            self.flush()
+
     def flush(self) -> None:
         """Write the lines held back (with ``batch`` > 1)."""
         if self._pending:
@@ -195,18 +204,42 @@ class JsonLinesWriter:
         return (f'{prefix}{frame}, "offset": {msg.offset}, "length": {msg.length}, '
                 f'"fields": {fields}}}\n')
 
-    def _data_row_line(self, wm: WireMessage, conn: Connection) -> str:
-        """The line :meth:`write` would give for ``message_object(wm, conn)`` of a DataRow,
-        byte for byte, built from cached pieces: DataRows are most of a big capture."""
-        msg = wm.message
+    def rows(self, conn: Connection, result: ResultSet, rows: list[WireMessage]) -> None:
+        """Write the lines of a run of DataRows of ``result`` (usable as the decoder's
+        ``emit_rows`` callback): the lines `message` would write, one by one."""
+        plain = _row_plan(result)[1]
+        c_line = _c_json_data_row
+        if not rows or not plain or not conn.decoder.utf8 or c_line is None:
+            self._lines([self._data_row_line(wm, conn, result) for wm in rows])
+            return
+        prefix = self._row_prefix(rows[0], conn)
+        lines = []
+        for wm in rows:
+            msg = wm.message
+            line = c_line(prefix, wm.frame, msg.offset, msg.length, msg.values)  # type: ignore[attr-defined]
+            lines.append(line if line is not None else self._data_row_line(wm, conn, result))
+        self._lines(lines)
+
+    def _row_prefix(self, wm: WireMessage, conn: Connection) -> str:
+        """The start of a DataRow line of ``wm``'s connection, up to ``"frame": ``."""
         prefix = self._row_prefixes.get(wm.conn)
         if prefix is None:
             prefix = json.dumps({"conn": wm.conn, "client": conn.client_text,
-                                 "server": conn.server_text, "dir": msg.direction,
+                                 "server": conn.server_text, "dir": wm.message.direction,
                                  "type": "DataRow", "frame": 0}, ensure_ascii=False)[:-2]
             self._row_prefixes[wm.conn] = prefix
-        result = conn.result_of(wm)
-        plan, plain = _row_plan(result) if result is not None else ([], True)
+        return prefix
+
+    def _data_row_line(self, wm: WireMessage, conn: Connection,
+                       result: ResultSet | bool | None = False) -> str:
+        """The line :meth:`write` would give for ``message_object(wm, conn)`` of a DataRow,
+        byte for byte, built from cached pieces: DataRows are most of a big capture.
+        ``result``: the row's result set when the caller knows it (False: look it up)."""
+        msg = wm.message
+        prefix = self._row_prefix(wm, conn)
+        if result is False:
+            result = conn.result_of(wm)
+        plan, plain = _row_plan(result) if isinstance(result, ResultSet) else ([], True)
         row: tuple[bytes | None, ...] = msg.values  # type: ignore[attr-defined]
         frame = "null" if wm.frame is None else wm.frame
         if plain and conn.decoder.utf8:

@@ -6,6 +6,7 @@ import io
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -111,3 +112,38 @@ def test_the_c_json_line_is_json_dumps(values: list[bytes | None], frame: int | 
     expected = json.dumps({**head, "frame": frame, "offset": offset, "length": 77,
                            "fields": fields}, ensure_ascii=False) + "\n"
     assert line == expected
+
+
+def _both_ways(frames: list[Any]) -> tuple[str, str]:
+    """The writer's output with emit only, and with emit_rows for runs of DataRows."""
+    outputs = []
+    for batched in (False, True):
+        out = io.StringIO()
+        writer = JsonLinesWriter(out, batch=7)
+        decode_frames(frames, ports=None, keep_messages=False, keep_rows=False,
+                      keep_queries=False, emit=writer.message,
+                      emit_rows=writer.rows if batched else None)
+        writer.flush()
+        outputs.append(out.getvalue())
+    return outputs[0], outputs[1]
+
+
+@pytest.mark.parametrize("name", ["psycopg-extended.pcap", "asyncpg-cursor.pcap",
+                                  "psycopg-copy.pcap", "notices-errors.pcap"])
+def test_runs_of_rows_write_the_same_lines(name: str) -> None:
+    one_by_one, batched = _both_ways(list(open_capture(CAPTURES / name)))
+    assert batched == one_by_one and '"DataRow"' in batched
+
+
+def test_runs_of_rows_of_a_connection_still_being_proven(zeek_dir: Path) -> None:
+    # Caught mid-stream on another port: its first messages wait in the router
+    # until they prove it is PostgreSQL; then runs of rows skip the router.
+    frames = list(open_capture(zeek_dir / "psql-aws-ssl-disable-15432.pcap"))[4:]
+    one_by_one, batched = _both_ways(frames)
+    assert batched == one_by_one and '"DataRow"' in batched
+
+
+def test_runs_of_masked_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_policy, "_current", Redaction(column_patterns=("*name*",)))
+    one_by_one, batched = _both_ways(list(open_capture(CAPTURES / "orm-demo-psycopg2.pcap")))
+    assert batched == one_by_one and f'"{MASK}"' in batched
