@@ -336,6 +336,26 @@ class Connection(RowDecoding):
             [] if self.on_rows is not None or emit_rows is not None else None)
         chunks = self._chunks[direction]
         first = chunks[0] if chunks else None
+        if batch is not None and not keep and not keep_rows and on_row is None and emit is None:
+            # Nothing to do per row but make it: the streaming consumers' case.
+            conn_id = self.id
+            for k in range(i, j):
+                msg = msgs[k]
+                offset = msg.offset
+                if first is not None and first.offset <= offset < first.end:
+                    where = first.frame
+                else:
+                    where = self._frame_of(direction, offset)
+                    first = chunks[0] if chunks else None
+                batch.append(_new_tuple(WireMessage, (msg, conn_id, where, frame, ts)))
+            result.row_count += j - i
+            self._last_row = batch[-1]
+            self._last_result = result
+            if self.on_rows is not None:
+                self.on_rows(self, result, batch)
+            if emit_rows is not None:
+                emit_rows(self, result, batch)
+            return j
         for k in range(i, j):
             msg = msgs[k]
             offset = msg.offset
