@@ -27,16 +27,11 @@ from pgwire_inspect.capture._model import (
     Frame,
     TcpSegment,
 )
+from pgwire_inspect.capture.dissect import HeaderField, dissect_headers, tcp_flag_names
 from pgwire_inspect.capture.files import CaptureFile, open_capture
 from pgwire_inspect.capture.fragments import FragmentReassembler
 from pgwire_inspect.capture.hexdump import looks_like_hexdump, read_hexdump
-from pgwire_inspect.capture.links import (
-    LINKTYPE_NAMES,
-    HeaderField,
-    decode_frame,
-    dissect_headers,
-    tcp_flag_names,
-)
+from pgwire_inspect.capture.links import LINKTYPE_NAMES, decode_frame
 from pgwire_inspect.capture.relay import RelayCapture
 from pgwire_inspect.capture.sniff import LiveCapture
 from pgwire_inspect.capture.writer import write_pcap
