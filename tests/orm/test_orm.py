@@ -10,15 +10,9 @@ unique names and are dropped afterwards.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import socket
-import struct
-import sys
-import textwrap
-import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,64 +34,15 @@ from pgwire_inspect.orm import (
     prepare_url,
     run_orm,
 )
-
-DSN = os.environ.get("PGWIRE_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-DRIVERS = ["psycopg2", "psycopg"]
-
-
-# -- fixtures -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def server() -> PreparedUrl:
-    """The test server's prepared URL; skip (or fail under CI=true) if unreachable."""
-    url = prepare_url(DSN)
-    engine = create_engine(url.url, poolclass=NullPool, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except Exception as exc:
-        reason = f"PostgreSQL at {url.masked} is unreachable: {str(exc).splitlines()[0]}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    finally:
-        engine.dispose()
-    return url
-
-
-@pytest.fixture(scope="module")
-def demo(server: PreparedUrl) -> PreparedUrl:
-    ensure_demo_data(server)
-    return server
-
-
-@pytest.fixture
-def sql(server: PreparedUrl) -> Iterator[Session]:
-    """A separate session on the test server, for setting up and checking."""
-    engine = create_engine(server.url, poolclass=NullPool)
-    with Session(engine) as session:
-        yield session
-    engine.dispose()
-
-
-@pytest.fixture
-def isolated_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """Work in tmp_path with sys.path restored afterwards."""
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _unique(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:12]}"
-
+from tests.orm.support import (
+    ATTRIBUTES,
+    DRIVERS,
+    DSN,
+    LEGACY_COLUMNS,
+    SELECT_COLUMNS,
+    free_port,
+    unique,
+)
 
 # -- prepare_url ----------------------------------------------------------------------
 
@@ -169,7 +114,7 @@ def test_prepare_url_errors(dsn: str, driver: str, message: str) -> None:
 
 
 def test_load_callable_errors(isolated_path: Path) -> None:
-    name = _unique("pgwi_spec")
+    name = unique("pgwi_spec")
     (isolated_path / f"{name}.py").write_text("CONST = 3\n\nclass Box:\n    pass\n")
     (isolated_path / f"{name}_broken.py").write_text("x = 1 / 0\n")
     cases = {
@@ -190,7 +135,7 @@ def test_load_callable_errors(isolated_path: Path) -> None:
 
 
 def test_load_callable_dotted_attribute(isolated_path: Path) -> None:
-    name = _unique("pgwi_dotted")
+    name = unique("pgwi_dotted")
     (isolated_path / f"{name}.py").write_text(
         "class Queries:\n    @staticmethod\n    def first(session):\n        return 42\n"
     )
@@ -205,7 +150,7 @@ def test_load_callable_dotted_attribute(isolated_path: Path) -> None:
 
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_refused_port_raises_quickly(driver: str) -> None:
-    port = _free_port()
+    port = free_port()
     url = prepare_url(f"postgresql://postgres@127.0.0.1:{port}/postgres", driver=driver)
     started = time.monotonic()
     with pytest.raises(OrmRunError) as info:
@@ -230,7 +175,7 @@ def test_silent_server_times_out() -> None:
 
 
 def test_unknown_role(server: PreparedUrl) -> None:
-    role = _unique("nobody")
+    role = unique("nobody")
     url = prepare_url(server.url.set(username=role).render_as_string(hide_password=False))
     with pytest.raises(OrmRunError) as info:
         run_orm(url, demo_program())
@@ -264,7 +209,7 @@ def test_ensure_demo_data_is_idempotent(demo: PreparedUrl, sql: Session) -> None
 @pytest.fixture
 def schema(server: PreparedUrl, sql: Session) -> Iterator[PreparedUrl]:
     """A fresh schema first on the search path: the demo's ``users`` lands there."""
-    name = _unique("pgwi_schema")
+    name = unique("pgwi_schema")
     sql.execute(text(f"CREATE SCHEMA {name}"))
     sql.commit()
     try:
@@ -309,9 +254,6 @@ def test_ensure_demo_data_rejects_another_users_table(schema: PreparedUrl) -> No
     )
 
 
-ATTRIBUTES = ["id", "username", "email", "hashed_password"]
-LEGACY_COLUMNS = {key: f"users_{key}" for key in ATTRIBUTES}  # session.query(User)
-SELECT_COLUMNS = {key: key for key in ATTRIBUTES}  # select(User)
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
@@ -424,7 +366,7 @@ def test_snapshots_are_taken_at_the_end_of_each_step(demo: PreparedUrl) -> None:
 
 
 def test_sql_error_stops_the_run(server: PreparedUrl) -> None:
-    missing = _unique("pgwi_missing")
+    missing = unique("pgwi_missing")
     ran: list[str] = []
     program = [
         OrmStep("ok", "SELECT 1", lambda session: session.execute(text("SELECT 1")).scalar_one()),
@@ -454,178 +396,3 @@ def test_sql_error_stops_the_run(server: PreparedUrl) -> None:
     assert run.steps[0].note is None
 
 
-# -- a user's module ------------------------------------------------------------------
-
-USER_MODULE = """
-from sqlalchemy import ForeignKey, String, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, joinedload, mapped_column, relationship
-
-class Base(DeclarativeBase):
-    pass
-
-class Author(Base):
-    __tablename__ = "{authors}"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    full_name: Mapped[str] = mapped_column("name", String(40))
-    books: Mapped[list["Book"]] = relationship(order_by="Book.id")
-
-class Book(Base):
-    __tablename__ = "{books}"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    author_id: Mapped[int] = mapped_column(ForeignKey("{authors}.id"))
-    title: Mapped[str] = mapped_column(String(80))
-
-def authors_with_books(session):
-    stmt = select(Author).options(joinedload(Author.books)).order_by(Author.id)
-    return session.scalars(stmt).unique()
-
-def rows(session):
-    return session.execute(select(Book.id, Book).order_by(Book.id).limit(1))
-"""
-
-
-@pytest.fixture
-def user_module(server: PreparedUrl, isolated_path: Path) -> Iterator[str]:
-    name = _unique("pgwi_queries")
-    authors, books = _unique("pgwi_author"), _unique("pgwi_book")
-    (isolated_path / f"{name}.py").write_text(
-        textwrap.dedent(USER_MODULE).format(authors=authors, books=books)
-    )
-    load_callable(f"{name}:rows")
-    module = sys.modules[name]
-    engine = create_engine(server.url, poolclass=NullPool)
-    module.Base.metadata.create_all(engine)
-    try:
-        with Session(engine) as session:
-            shelf = [module.Book(id=10, title="Alpha"), module.Book(id=11, title="Beta")]
-            session.add(module.Author(id=1, full_name="Ann", books=shelf))
-            session.commit()
-        yield name
-    finally:
-        module.Base.metadata.drop_all(engine)
-        engine.dispose()
-        sys.modules.pop(name, None)
-
-
-def test_user_callables(server: PreparedUrl, user_module: str) -> None:
-    spec = f"{user_module}:authors_with_books"
-    run = run_orm(server, callable_program(load_callable(spec), spec))
-    assert run.error is None
-    (step,) = run.steps
-    assert (step.label, step.code) == (spec, "authors_with_books(session)")
-    (statement,) = run.statements
-    assert statement.result_columns == ["id", "name", "id_1", "author_id", "title"]
-    assert statement.attribute_columns == {
-        "Author": {"id": "id", "full_name": "name"},
-        "Book": {"id": "id_1", "author_id": "author_id", "title": "title"},
-    }
-    author, alpha, beta = step.instances
-    assert (author.class_name, author.returned) == ("Author", True)
-    assert author.attributes == {"id": 1, "full_name": "Ann"}
-    assert author.columns == {"id": "id", "full_name": "name"}
-    for book, title in ((alpha, "Alpha"), (beta, "Beta")):
-        assert (book.class_name, book.returned, book.statement) == ("Book", False, 0)
-        assert book.attributes["title"] == title
-        assert book.columns == {"id": "id_1", "author_id": "author_id", "title": "title"}
-
-    # Rows holding instances are flattened to their instances.
-    spec = f"{user_module}:rows"
-    run = run_orm(server, callable_program(load_callable(spec), spec))
-    (step,) = run.steps
-    assert step.error is None
-    (book,) = step.instances
-    assert (book.class_name, book.identity, book.attributes["title"]) == ("Book", (10,), "Alpha")
-    assert step.result_repr.startswith("[(10, <")
-    assert run.statements[0].attribute_columns == {
-        "Book": {"id": "id", "author_id": "author_id", "title": "title"}
-    }
-
-
-# -- what reaches the wire ------------------------------------------------------------
-
-
-class _Relay:
-    """A TCP relay between the client and the server that keeps the frontend bytes."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.upstream = (host, port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self.listener.getsockname()[1])
-        self.frontend = bytearray()
-        self.client_port: int | None = None
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        client, peer = self.listener.accept()
-        self.client_port = peer[1]
-        server = socket.create_connection(self.upstream)
-        back = threading.Thread(target=self._pump, args=(server, client, None), daemon=True)
-        back.start()
-        self._pump(client, server, self.frontend)
-        back.join(5)
-        client.close()
-        server.close()
-        self.listener.close()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket, keep: bytearray | None) -> None:
-        while data := src.recv(65536):
-            if keep is not None:
-                keep += data
-            dst.sendall(data)
-        dst.shutdown(socket.SHUT_WR)
-
-    def messages(self) -> list[tuple[str, bytes]]:
-        """Frontend messages after the StartupMessage: (type, body)."""
-        self.thread.join(5)
-        data = bytes(self.frontend)
-        (length,) = struct.unpack_from("!i", data, 0)
-        assert struct.unpack_from("!i", data, 4) == (196608,)  # protocol 3.0, no SSLRequest
-        out: list[tuple[str, bytes]] = []
-        offset = length
-        while offset < len(data):
-            kind = chr(data[offset])
-            (length,) = struct.unpack_from("!i", data, offset + 1)
-            out.append((kind, data[offset + 5 : offset + 1 + length]))
-            offset += 1 + length
-        return out
-
-
-@pytest.mark.parametrize("driver", DRIVERS)
-def test_wire_matches_the_record(demo: PreparedUrl, driver: str) -> None:
-    relay = _Relay(demo.host, demo.port)
-    relayed = demo.url.set(host="127.0.0.1", port=relay.port)
-    url = prepare_url(relayed.render_as_string(hide_password=False), driver)
-    run = run_orm(url, demo_program())
-    assert run.client_port == relay.client_port
-    messages = relay.messages()
-    assert messages[-1] == ("X", b"")  # Terminate: the connection was closed
-
-    def sql_text(kind: str, body: bytes) -> str:
-        if kind == "P":  # Parse: statement name, then the query
-            body = body.split(b"\0", 1)[1]
-        return body.split(b"\0", 1)[0].decode()
-
-    wire = [(kind, sql_text(kind, body)) for kind, body in messages if kind in "QP"]
-    recorded = [s.wire_sql for s in run.statements]
-    assert [q for _, q in wire if q in recorded] == recorded
-    # psycopg2 sends simple Query messages; psycopg 3 uses Parse/Bind/... when the
-    # statement has parameters and a simple Query when it has none.
-    kinds = ["P" if driver == "psycopg" and s.parameters else "Q" for s in run.statements]
-    assert [kind for kind, q in wire if q in recorded] == kinds
-    others = [q for _, q in wire if q not in recorded]
-    for statement in run.setup_statements:
-        assert statement in others
-    for query in others:
-        assert (
-            query in ("BEGIN", "ROLLBACK", "show transaction isolation level")
-            or query in run.setup_statements
-            or "hstore" in query
-            or "to_regtype($1)" in query
-            or re.fullmatch(r'(SAVEPOINT|RELEASE) "_pg3_\d+"', query)
-        ), query
-    # Step 2 (session.get) sent nothing: the two recorded queries are adjacent on the
-    # wire, in the same transaction.
-    positions = [i for i, (_, q) in enumerate(wire) if q in recorded]
-    assert positions[1] == positions[0] + 1
