@@ -1,5 +1,5 @@
-"""Fixtures of the ORM tests: the test server, the demo data, a sync session for
-checks, an isolated import path.
+"""Fixtures of the ORM tests: the test server (also as an asyncpg URL), the demo
+data, a sync session for checks, an isolated import path.
 
 The server comes from ``PGWIRE_TEST_DSN`` (default
 ``postgresql://postgres@127.0.0.1:5432/postgres``). When it cannot be
@@ -70,3 +70,13 @@ def isolated_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.fixture(scope="module")
+def async_server(server: PreparedUrl) -> PreparedUrl:
+    """The test server's asyncpg URL (skipped, or failing under CI=true, as `server`)."""
+    return prepare_url(DSN, "asyncpg")
+
+
+@pytest.fixture(scope="module")
+def async_demo(async_server: PreparedUrl) -> PreparedUrl:
+    ensure_demo_data(async_server)  # through asyncpg, as the CLI does with --driver asyncpg
+    return async_server

@@ -35,7 +35,7 @@ from pgwire_inspect.orm import (
     prepare_url,
     run_orm,
 )
-from tests.orm_async.support import (
+from tests.orm.support import (
     ATTRIBUTES,
     DSN,
     SELECT_COLUMNS,
@@ -142,9 +142,9 @@ def test_silent_server_times_out() -> None:
     assert 0.4 < elapsed < 2
 
 
-def test_unknown_role(server: PreparedUrl) -> None:
+def test_unknown_role(async_server: PreparedUrl) -> None:
     role = unique("nobody")
-    dsn = server.url.set(drivername="postgresql", username=role)
+    dsn = async_server.url.set(drivername="postgresql", username=role)
     url = prepare_url(dsn.render_as_string(hide_password=False), "asyncpg")
     with pytest.raises(OrmRunError) as info:
         run_orm(url, demo_program())
@@ -158,8 +158,8 @@ def test_unknown_role(server: PreparedUrl) -> None:
 # -- the demo -------------------------------------------------------------------------
 
 
-def test_demo_run_asyncpg(demo: PreparedUrl, sql: Session) -> None:
-    run = run_orm(demo, demo_program())
+def test_demo_run_asyncpg(async_demo: PreparedUrl, sql: Session) -> None:
+    run = run_orm(async_demo, demo_program())
     assert (run.error, run.driver, run.asyncio) == (None, "asyncpg", True)
     assert [len(s.statements) for s in run.steps] == [1, 0, 1]
     assert [(s.label, s.code) for s in run.steps] == [
@@ -222,7 +222,7 @@ def test_demo_run_asyncpg(demo: PreparedUrl, sql: Session) -> None:
 
 
 @pytest.mark.parametrize("driver", ["asyncpg", "psycopg"])
-def test_on_connect_port_is_the_servers_client_port(server: PreparedUrl, driver: str) -> None:
+def test_on_connect_port_is_the_servers_client_port(async_server: PreparedUrl, driver: str) -> None:
     async def client_port(session: AsyncSession) -> Any:
         return (await session.execute(text("SELECT inet_client_port()"))).scalar_one()
 
@@ -237,21 +237,21 @@ def test_on_connect_port_is_the_servers_client_port(server: PreparedUrl, driver:
     assert called_at <= run.statements[0].started
 
 
-def test_threads_and_running_loops(demo: PreparedUrl) -> None:
+def test_threads_and_running_loops(async_demo: PreparedUrl) -> None:
     # A thread that has no event loop, and a thread whose loop is running.
     results: list[Any] = []
-    thread = threading.Thread(target=lambda: results.append(run_orm(demo, demo_program())))
+    thread = threading.Thread(target=lambda: results.append(run_orm(async_demo, demo_program())))
     thread.start()
     thread.join(10)
 
     async def inside_a_loop() -> Any:
-        return run_orm(demo, demo_program())
+        return run_orm(async_demo, demo_program())
 
     results.append(asyncio.run(inside_a_loop()))
     assert [(r.error, len(r.statements)) for r in results] == [(None, 2), (None, 2)]
 
 
-def test_sql_error_stops_the_run(server: PreparedUrl) -> None:
+def test_sql_error_stops_the_run(async_server: PreparedUrl) -> None:
     missing = unique("pgwi_missing")
     ran: list[str] = []
 
@@ -263,7 +263,7 @@ def test_sql_error_stops_the_run(server: PreparedUrl) -> None:
         OrmStep("bad", f"SELECT * FROM {missing}", arun=bad),
         OrmStep("never", "", lambda session: ran.append("never")),
     ]
-    run = run_orm(server, program)
+    run = run_orm(async_server, program)
     message = f'relation "{missing}" does not exist'
     assert (len(run.steps), ran, run.error) == (2, [], message)
     assert (run.steps[0].error, run.steps[0].result_repr) == (None, "1")
@@ -275,12 +275,12 @@ def test_sql_error_stops_the_run(server: PreparedUrl) -> None:
     )
     assert run.statements[1].ended is not None
     # An exception in Python code ends the run the same way.
-    run = run_orm(server, [OrmStep("boom", "1 / 0", lambda session: 1 / 0)])
+    run = run_orm(async_server, [OrmStep("boom", "1 / 0", lambda session: 1 / 0)])
     assert run.steps[0].error == "ZeroDivisionError: division by zero"
     assert (run.steps[0].statements, run.steps[0].note) == ([], None)
 
 
-def test_server_settings_reach_the_server(server: PreparedUrl, sql: Session) -> None:
+def test_server_settings_reach_the_server(async_server: PreparedUrl, sql: Session) -> None:
     schema = unique("pgwi_schema")
     sql.execute(text(f"CREATE SCHEMA {schema}"))
     sql.commit()

@@ -31,7 +31,7 @@ from pgwire_inspect.orm import (
     prepare_url,
     run_orm,
 )
-from tests.orm_async.support import (
+from tests.orm.support import (
     DSN,
     Relay,
     bind_values,
@@ -74,7 +74,7 @@ def lazy_books(session):
 
 
 @pytest.fixture
-def user_module(server: PreparedUrl, isolated_path: Path) -> Iterator[str]:
+def user_module(async_server: PreparedUrl, isolated_path: Path) -> Iterator[str]:
     name = unique("pgwi_async_queries")
     authors, books = unique("pgwi_author"), unique("pgwi_book")
     (isolated_path / f"{name}.py").write_text(
@@ -130,9 +130,9 @@ def test_async_user_callable(user_module: str, driver: str) -> None:
     ]
 
 
-def test_sync_user_callable_under_asyncpg(server: PreparedUrl, user_module: str) -> None:
+def test_sync_user_callable_under_asyncpg(async_server: PreparedUrl, user_module: str) -> None:
     spec = f"{user_module}:lazy_books"
-    run = run_orm(server, callable_program(load_callable(spec), spec))
+    run = run_orm(async_server, callable_program(load_callable(spec), spec))
     assert (run.error, run.asyncio) == (None, True)
     (step,) = run.steps
     assert step.code == "lazy_books(session)"
@@ -153,8 +153,8 @@ def test_sync_user_callable_under_asyncpg(server: PreparedUrl, user_module: str)
 STATEMENT_NAME = re.compile(r"__asyncpg_stmt_[0-9a-f]+__")
 
 
-def test_asyncpg_wire_matches_the_record(demo: PreparedUrl) -> None:
-    relay = Relay(demo.host, demo.port)
+def test_asyncpg_wire_matches_the_record(async_demo: PreparedUrl) -> None:
+    relay = Relay(async_demo.host, async_demo.port)
     run = run_orm(relay.url("asyncpg"), demo_program())
     assert run.error is None
     assert run.client_port == relay.client_port
@@ -190,7 +190,7 @@ def test_asyncpg_wire_matches_the_record(demo: PreparedUrl) -> None:
 
 
 def test_asyncpg_type_introspection_sends_what_no_event_sees(
-    server: PreparedUrl, sql: Session
+    async_server: PreparedUrl, sql: Session
 ) -> None:
     mood = unique("pgwi_mood")
     sql.execute(text(f"CREATE TYPE {mood} AS ENUM ('ok', 'sad')"))
@@ -202,7 +202,7 @@ def test_asyncpg_type_introspection_sends_what_no_event_sees(
             second = (await session.execute(text(f"SELECT 'sad'::{mood}"))).scalar_one()
             return first, second
 
-        relay = Relay(server.host, server.port)
+        relay = Relay(async_server.host, async_server.port)
         run = run_orm(relay.url("asyncpg"), [OrmStep("moods", "...", arun=moods)])
         assert run.steps[0].result_repr == "('ok', 'sad')"
         messages = relay.messages()
