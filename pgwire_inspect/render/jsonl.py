@@ -50,7 +50,6 @@ _REPEATED = frozenset({
     Parse, Describe, Execute, Close, Sync, Flush,
 })
 _FIELDS_CACHED = 4096
-_MASK_JSON = encode_basestring(MASK)
 
 
 def _text_value(conn: Connection, oid: int, fmt: int, raw: bytes | None) -> str | None:
@@ -78,12 +77,12 @@ def _row_plan(result: Any) -> tuple[list[tuple[int, int, bool]], bool]:
     return cached
 
 
-def _data_row_fields(conn: Connection, wm: WireMessage, msg: DataRow) -> dict[str, Any]:
-    result = conn.result_of(wm)
-    plan = _row_plan(result)[0] if result is not None else []
+def _data_row_fields(conn: Connection, plan: list[tuple[int, int, bool]],
+                     row: tuple[bytes | None, ...]) -> dict[str, Any]:
+    """A DataRow's "fields": each value as text and as hex (masked where the plan says)."""
     values: list[str | None] = []
     raws: list[str | None] = []
-    for i, raw in enumerate(msg.values):
+    for i, raw in enumerate(row):
         if raw is None:
             values.append(None)
             raws.append(None)
@@ -111,7 +110,9 @@ def message_object(wm: WireMessage, conn: Connection) -> dict[str, Any]:
     msg = wm.message
     fields: dict[str, Any]
     if type(msg) is DataRow:
-        fields = _data_row_fields(conn, wm, msg)
+        result = conn.result_of(wm)
+        fields = _data_row_fields(conn, _row_plan(result)[0] if result is not None else [],
+                                  msg.values)
     elif isinstance(msg, RowDescription):
         fields = {"columns": [
             {"name": c.name, "table_oid": c.table_oid, "column": c.column,
@@ -256,23 +257,9 @@ class JsonLinesWriter:
                 raws_json = ", ".join(["null" if raw is None else f'"{raw.hex()}"' for raw in row])
                 return (f'{prefix}{frame}, "offset": {msg.offset}, "length": {msg.length}, '
                         f'"fields": {{"values": [{values_json}], "raw": [{raws_json}]}}}}\n')
-        values: list[str] = []
-        raws: list[str] = []
-        for i, raw in enumerate(row):
-            if raw is None:
-                values.append("null")
-                raws.append("null")
-                continue
-            oid, fmt, masked = plan[i] if i < len(plan) else (0, 0, False)
-            if masked:
-                values.append(_MASK_JSON)
-                raws.append(_MASK_JSON)
-                continue
-            text = _text_value(conn, oid, fmt, raw)
-            values.append("null" if text is None else encode_basestring(text))
-            raws.append(f'"{raw.hex()}"')
+        fields = json.dumps(_data_row_fields(conn, plan, row), ensure_ascii=False)
         return (f'{prefix}{frame}, "offset": {msg.offset}, "length": {msg.length}, '
-                f'"fields": {{"values": [{", ".join(values)}], "raw": [{", ".join(raws)}]}}}}\n')
+                f'"fields": {fields}}}\n')
 
     def write(self, obj: dict[str, Any]) -> None:
         """Write one object as a line; values JSON cannot hold become their text form."""
