@@ -334,60 +334,55 @@ class Connection(RowDecoding):
             emit = None  # the run goes to emit_rows, at its end
         batch: list[WireMessage] | None = (
             [] if self.on_rows is not None or emit_rows is not None else None)
-        chunks = self._chunks[direction]
-        first = chunks[0] if chunks else None
+        wheres = self._frames_of(direction, msgs, i, j)
         if batch is not None and not keep and not keep_rows and on_row is None and emit is None:
             # Nothing to do per row but make it: the streaming consumers' case.
             conn_id = self.id
-            for k in range(i, j):
-                msg = msgs[k]
-                offset = msg.offset
-                if first is not None and first.offset <= offset < first.end:
-                    where = first.frame
-                else:
-                    where = self._frame_of(direction, offset)
-                    first = chunks[0] if chunks else None
-                batch.append(_new_tuple(WireMessage, (msg, conn_id, where, frame, ts)))
+            batch = [_new_tuple(WireMessage, (msgs[k], conn_id, where, frame, ts))
+                     for k, where in zip(range(i, j), wheres, strict=True)]
             result.row_count += j - i
             self._last_row = batch[-1]
             self._last_result = result
-            if self.on_rows is not None:
-                self.on_rows(self, result, batch)
-            if emit_rows is not None:
-                emit_rows(self, result, batch)
-            return j
-        for k in range(i, j):
-            msg = msgs[k]
-            offset = msg.offset
-            if first is not None and first.offset <= offset < first.end:
-                where = first.frame
-            else:
-                where = self._frame_of(direction, offset)  # drops the chunks before offset
-                first = chunks[0] if chunks else None
-            wm: WireMessage = _new_tuple(WireMessage, (msg, self.id, where, frame, ts))
-            if keep:
-                self.messages.append(wm)
-            result.row_count += 1
-            if keep_rows:
-                if limit is None or result.row_count <= limit:
-                    result.rows.append(wm)
-                    q.responses.append(wm)
-                else:
-                    result.last_row = wm  # rows beyond the limit: only the last is kept
-            self._last_row = wm
-            self._last_result = result
-            if on_row is not None:
-                on_row(self, result, wm)
-            if batch is not None:
-                batch.append(wm)
-            if emit is not None:
-                emit(wm, self)
+        else:
+            for k, where in zip(range(i, j), wheres, strict=True):
+                wm: WireMessage = _new_tuple(WireMessage, (msgs[k], self.id, where, frame, ts))
+                if keep:
+                    self.messages.append(wm)
+                result.row_count += 1
+                if keep_rows:
+                    if limit is None or result.row_count <= limit:
+                        result.rows.append(wm)
+                        q.responses.append(wm)
+                    else:
+                        result.last_row = wm  # rows beyond the limit: only the last is kept
+                self._last_row = wm
+                self._last_result = result
+                if on_row is not None:
+                    on_row(self, result, wm)
+                if batch is not None:
+                    batch.append(wm)
+                if emit is not None:
+                    emit(wm, self)
         if batch:
             if self.on_rows is not None:
                 self.on_rows(self, result, batch)
             if emit_rows is not None:
                 emit_rows(self, result, batch)
         return j
+
+    def _frames_of(self, direction: str, msgs: list[Message], i: int, j: int) -> list[int]:
+        """The frame holding the first byte of each of ``msgs[i:j]`` (in stream order)."""
+        chunks = self._chunks[direction]
+        first = chunks[0] if chunks else None
+        out: list[int] = []
+        for k in range(i, j):
+            offset = msgs[k].offset
+            if first is not None and first.offset <= offset < first.end:
+                out.append(first.frame)
+            else:
+                out.append(self._frame_of(direction, offset))  # drops the chunks before offset
+                first = chunks[0] if chunks else None
+        return out
 
     def _new_query(self, kind: str, wm: WireMessage) -> QueryExchange:
         q = QueryExchange(self.query_count, self.id, kind, started=wm.ts)
