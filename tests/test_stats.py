@@ -149,3 +149,17 @@ def test_decode_rows_is_decode_row_for_each() -> None:
                     if r.rows:
                         assert [list(v) for v in conn.decode_rows(r, r.rows)] == [
                             conn.decode_row(r, row) for row in r.rows]
+
+
+def test_a_capture_without_a_finished_query_says_so(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from pgwire_inspect.cli import cli
+    from tests.testpaths import CAPTURES
+
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes((CAPTURES / "psycopg-extended.pcap").read_bytes()[:1200])
+    out = CliRunner().invoke(cli, ["read", str(cut), "--stats"]).output
+    assert "0 queries" in out
+    assert "No query ran to its end in this capture" in out
+    assert "Queries by normalized text" not in out

@@ -79,6 +79,10 @@ def render_stats(console: Console, stats: StatsCollector, *, frames: int, top: i
         table.add_row(*cells)
     console.print(table)
     patterns = stats.slowest()
+    if not patterns:
+        console.print(Text("No query ran to its end in this capture (a query counts once its "
+                           "ReadyForQuery is seen).", style="yellow"))
+        return
     sketched = any(not p.exact for p in patterns[:top])
     qt = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0),
                title=f"Queries by normalized text, slowest first (latency: request → "
