@@ -116,13 +116,11 @@ class _Router:
     """
 
     def __init__(self, auto: bool, emit: Callable[[WireMessage, Connection], None] | None,
-                 builder: ConversationBuilder,
                  emit_rows: Callable[[Connection, ResultSet, list[WireMessage]], None] | None
                  ) -> None:
         self.auto = auto
         self.emit = emit
         self.emit_rows = emit_rows
-        self.builder = builder
         self.next_id = 0
         self.state: dict[int, str] = {}  # builder key -> "pending" | "shown" | "ignored"
         self.waiting: dict[int, list[WireMessage]] = {}
@@ -138,7 +136,7 @@ class _Router:
 
     def _show(self, key: int, conn: Connection) -> None:
         self.state[key] = "shown"
-        self.builder.emit_for[key] = self.emit  # its next messages skip the router
+        conn.emit = self.emit  # its next messages skip the router
         if self.emit is not None:
             conn.emit_rows = self.emit_rows
         conn.id = self.next_id
@@ -234,7 +232,7 @@ def decode_frames(
                                   keep_queries=keep_queries, on_row=on_row, on_query=on_query,
                                   row_limit=row_limit, query_limit=query_limit,
                                   on_rows=on_rows)
-    router = _Router(ports is None, emit, builder, emit_rows)
+    router = _Router(ports is None, emit, emit_rows)
     reasm = Reassembler(server_ports=ports, hint_ports=DEFAULT_PORTS)
     tracked: set[int] = set()
 

@@ -34,8 +34,6 @@ class ConversationBuilder:
         self._by_id: dict[int, Connection] = {}
         self.keep_messages = keep_messages
         self.emit = emit
-        #: Per connection, a callback used instead of `emit` (None: no callback at all).
-        self.emit_for: dict[int, Callable[[WireMessage, Connection], None] | None] = {}
         self.options = {"keep_rows": keep_rows, "keep_queries": keep_queries,
                         "on_row": on_row, "on_query": on_query, "row_limit": row_limit,
                         "query_limit": query_limit, "on_rows": on_rows}
@@ -45,6 +43,7 @@ class ConversationBuilder:
         """Start a connection (numbered by the caller, 0-based)."""
         c = Connection(conn, client, server, frame, ts, handshake,
                        keep_messages=self.keep_messages, **self.options)  # type: ignore[arg-type]
+        c.emit = self.emit
         self.connections.append(c)
         self._by_id[conn] = c
         return c
@@ -56,8 +55,8 @@ class ConversationBuilder:
     def data(self, conn: int, direction: str, offset: int, data: bytes, frame: int,
              ts: float) -> None:
         """Feed contiguous stream bytes (see `Connection.feed`)."""
-        self._by_id[conn].feed(direction, offset, data, frame, ts,
-                               self.emit_for.get(conn, self.emit))
+        c = self._by_id[conn]
+        c.feed(direction, offset, data, frame, ts, c.emit)
 
     def gap(self, conn: int, direction: str, offset: int, length: int,
             frame_before: int | None, frame_after: int | None) -> None:
@@ -67,7 +66,8 @@ class ConversationBuilder:
     def end(self, conn: int, direction: str, reason: str, frame: int | None,
             ts: float | None) -> None:
         """End one direction of a connection (see `Connection.end`)."""
-        self._by_id[conn].end(direction, reason, frame, ts, self.emit_for.get(conn, self.emit))
+        c = self._by_id[conn]
+        c.end(direction, reason, frame, ts, c.emit)
 
     def messages(self) -> Iterator[WireMessage]:
         """Every kept message of every connection, connection by connection."""

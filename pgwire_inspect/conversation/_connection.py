@@ -119,6 +119,9 @@ class Connection(RowDecoding):
         self.keep_queries = keep_queries
         self.on_row = on_row
         self.on_rows = on_rows
+        #: Where the builder sends this connection's messages (its own ``emit`` until
+        #: the decoder knows the connection is PostgreSQL, then the caller's).
+        self.emit: Callable[[WireMessage, Connection], None] | None = None
         #: Called with (connection, result, rows) for each run of DataRows instead
         #: of the per-message ``emit`` (set by whoever emits, e.g. the JSON writer).
         self.emit_rows: Callable[[Connection, ResultSet, list[WireMessage]], None] | None = None
