@@ -177,19 +177,18 @@ class StatsCollector:
         self._last_stats = ConnectionStats(-1, "", "")
 
     def _conn(self, conn: Connection) -> ConnectionStats:
+        if conn is self._last_conn:  # rows come in runs of one connection
+            return self._last_stats
         cs = self.connections.get(conn.key)
         if cs is None:
             cs = self.connections[conn.key] = ConnectionStats(conn.id, conn.client_text,
                                                               conn.server_text)
+        self._last_conn, self._last_stats = conn, cs
         return cs
 
     def on_row(self, conn: Connection, result: ResultSet, row: WireMessage) -> None:
         """Decode one DataRow's values and count them."""
-        if conn is self._last_conn:  # rows come in runs of one connection
-            cs = self._last_stats
-        else:
-            cs = self._last_stats = self._conn(conn)
-            self._last_conn = conn
+        cs = self._conn(conn)
         cs.rows += 1
         errors = conn.value_errors
         cs.values += len(conn.decode_row(result, row))
@@ -198,11 +197,7 @@ class StatsCollector:
     def on_rows(self, conn: Connection, result: ResultSet, rows: list[WireMessage]) -> None:
         """Decode the values of a run of DataRows of one result and count them
         (`on_row` for many rows: pass one or the other to `decode_frames`)."""
-        if conn is self._last_conn:
-            cs = self._last_stats
-        else:
-            cs = self._last_stats = self._conn(conn)
-            self._last_conn = conn
+        cs = self._conn(conn)
         cs.rows += len(rows)
         errors = conn.value_errors
         cs.values += sum(map(len, conn.decode_rows(result, rows)))
