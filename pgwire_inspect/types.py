@@ -322,6 +322,7 @@ class ValueDecoder:
         if timezone:
             self._status["TimeZone"] = timezone
         self._user_types = dict(user_types or {})
+        self._generation = -1  # made 0 by the first _setup
         self._setup()
 
     def _setup(self) -> None:
@@ -331,7 +332,7 @@ class ValueDecoder:
         self._float_datetimes = self._status.get("integer_datetimes", "on") != "on"
         # (type OID -> (load, fixed binary size or -1)) by format code
         self._entries: dict[int, dict[int, _Entry]] = {_TEXT: {}, _BINARY: {}}
-        self._generation = getattr(self, "_generation", -1) + 1
+        self._generation += 1
 
     @property
     def generation(self) -> int:
