@@ -48,6 +48,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+from run import code_version  # noqa: E402
 
 from pgwire_inspect.capture import open_capture  # noqa: E402
 from pgwire_inspect.conversation import Connection, QueryExchange, ResultSet, WireMessage  # noqa: E402
@@ -136,19 +139,6 @@ class RunResult:
         """Whether the run meets the target: complete result, no gap anywhere it was looked at."""
         return (self.found and not self.gaps and not self.tool_gaps and self.rows == rows
                 and self.tag == f"SELECT {rows}" and not self.error)
-
-
-def code_version() -> str:
-    """The git commit of the checkout, and whether pgwire_inspect/ differs from it."""
-    try:
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain",
-                                "--untracked-files=no", "pgwire_inspect"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
-    return f"git {head}" + (" with uncommitted changes in pgwire_inspect/" if dirty else "")
 
 
 def pgwire_inspect() -> list[str]:
