@@ -40,11 +40,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from captures.scenarios import show  # noqa: E402
 from pgwire_inspect.capture import (  # noqa: E402
     Frame,
     LiveCapture,
@@ -62,15 +62,6 @@ DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SQL = ("select g, md5(g::text) as h, repeat(chr(97 + g % 26), g % 40) as pad, "
        "(g::numeric / 7)::numeric(12, 4) as q, now() as t "
        "from generate_series(1, {rows}) as g")
-
-
-def show(value: Any) -> str | None:
-    """A value as comparable text (bytes as ``\\x`` hex, like PostgreSQL prints bytea)."""
-    if value is None:
-        return None
-    if isinstance(value, bytes | bytearray | memoryview):
-        return "\\x" + bytes(value).hex()
-    return str(value)
 
 
 # -- recording ---------------------------------------------------------------------------

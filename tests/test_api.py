@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import Session
 
+from captures.scenarios import show
 from pgwire_inspect import Capture, CapturedQuery, capture, read_capture
 from pgwire_inspect.api import classify_sql
 from pgwire_inspect.capture import Frame, LiveCapture, open_capture, write_pcap
@@ -39,15 +40,6 @@ def reference(name: str) -> dict[str, Any]:
     import json
 
     return json.loads((CAPTURES / f"{name}.json").read_text())
-
-
-def show(value: Any) -> str | None:
-    """The text form captures/record.py wrote for the values the client fetched."""
-    if value is None:
-        return None
-    if isinstance(value, bytes | bytearray | memoryview):
-        return "\\x" + bytes(value).hex()
-    return str(value)
 
 
 def dsn_for(pg_dsn: str, driver: str) -> str:

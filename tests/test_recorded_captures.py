@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from captures.scenarios import show
 from pgwire_inspect.capture import open_capture
 from pgwire_inspect.conversation import Connection
 from pgwire_inspect.decode import Decoded, decode_frames
@@ -32,15 +33,6 @@ ALL = sorted(p.stem for p in CAPTURES.glob("*.pcap"))
 #: Captures recorded through the relay (every one but tcpdump-any).
 NAMES = [n for n in ALL
          if json.loads((CAPTURES / f"{n}.json").read_text()).get("streams")]
-
-
-def show(value: Any) -> str | None:
-    """The same text form captures/record.py wrote for the values the client fetched."""
-    if value is None:
-        return None
-    if isinstance(value, bytes | bytearray | memoryview):
-        return "\\x" + bytes(value).hex()
-    return str(value)
 
 
 def reference(name: str) -> dict[str, Any]:
