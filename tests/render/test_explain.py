@@ -3,36 +3,17 @@
 from __future__ import annotations
 
 import re
-from functools import cache
 from io import StringIO
 from pathlib import Path
 
 from rich.console import Console
 
 from pgwire_inspect.annotate import annotate_frame
-from pgwire_inspect.capture import Frame, open_capture
-from pgwire_inspect.decode import Decoded, decode_frames
 from pgwire_inspect.linking import LinkedRow, link_run
 from pgwire_inspect.live import run_live
 from pgwire_inspect.orm import demo_program, ensure_demo_data, prepare_url
 from pgwire_inspect.render.explain import explain_frame, explain_orm_row, range_text
-
-ROOT = Path(__file__).resolve().parents[2]
-CAPTURES = ROOT / "captures"
-
-
-@cache
-def decoded(path: Path) -> Decoded:
-    return decode_frames(open_capture(path), ports=None, keep_frames=True)
-
-
-def orm_frame() -> tuple[Decoded, Frame]:
-    d = decoded(CAPTURES / "orm-demo-psycopg2.pcap")
-    q = next(q for q in d.connections[0].queries
-             if (q.sql or "").startswith("SELECT users.id AS users_id"))
-    assert q.results[0].description is not None
-    no = q.results[0].description.frame
-    return d, next(f for f in d.kept_frames if f.no == no)
+from tests.render.frames import decoded, orm_frame
 
 
 def text_of(width: int, fn: object, *args: object, **kwargs: object) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from functools import cache
 from io import StringIO
 from pathlib import Path
 
@@ -12,8 +11,8 @@ import pytest
 from rich.console import Console
 
 from pgwire_inspect.annotate import annotate_frame
-from pgwire_inspect.capture import Frame, open_capture
-from pgwire_inspect.decode import Decoded, decode_frames
+from pgwire_inspect.capture import Frame
+from pgwire_inspect.decode import Decoded
 from pgwire_inspect.errors import PgWireError
 from pgwire_inspect.render.hexdump import (
     annotation_styles,
@@ -22,26 +21,10 @@ from pgwire_inspect.render.hexdump import (
     render_hexdump,
     render_message_hexdump,
 )
+from tests.render.frames import decoded, orm_frame
+from tests.testpaths import CAPTURES
 
 HEX_LINE = re.compile(r"^([0-9a-f]{4})  ((?:[0-9a-f]{2}[ ]{1,2}){0,15}[0-9a-f]{2})")
-
-ROOT = Path(__file__).resolve().parents[2]
-CAPTURES = ROOT / "captures"
-
-
-@cache
-def decoded(path: Path) -> Decoded:
-    return decode_frames(open_capture(path), ports=None, keep_frames=True)
-
-
-def orm_frame() -> tuple[Decoded, Frame]:
-    """The frame with the RowDescription and DataRow of the ORM demo's first query (64 fields)."""
-    d = decoded(CAPTURES / "orm-demo-psycopg2.pcap")
-    q = next(q for q in d.connections[0].queries
-             if (q.sql or "").startswith("SELECT users.id AS users_id"))
-    assert q.results[0].description is not None
-    no = q.results[0].description.frame
-    return d, next(f for f in d.kept_frames if f.no == no)
 
 
 def query_frame() -> tuple[Decoded, Frame]:
